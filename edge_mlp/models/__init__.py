@@ -1,0 +1,24 @@
+"""Model zoo: one module per family, each registering its variants with the registry."""
+
+from . import as_mlp, cycle_mlp, mlp_mixer  # noqa: F401  (registration side effects)
+from ._registry import (
+    DataConfig,
+    ModelConfig,
+    ModelSpec,
+    build,
+    create_model,
+    get_spec,
+    list_models,
+    resolve_config,
+)
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "ModelSpec",
+    "build",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "resolve_config",
+]

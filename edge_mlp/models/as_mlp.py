@@ -1,0 +1,244 @@
+"""AS-MLP (Lian et al., "AS-MLP: An Axial Shifted MLP Architecture for Vision", ICLR 2022).
+
+Module and parameter names follow svip-lab/AS-MLP `models/as_mlp.py`, so its checkpoints load with
+strict=True. The CuPy shift kernel is replaced by `edge_mlp.ops.axial_shift` (bit-identical).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..ops.shift import Lowering, axial_shift, check_lowering
+from ._layers import drop_path_or_identity, to_2tuple
+from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
+
+
+def MyNorm(dim: int) -> nn.GroupNorm:  # noqa: N802 - the official name
+    """GroupNorm with one group: LayerNorm over (C, H, W), the official AS-MLP norm."""
+    return nn.GroupNorm(1, dim)
+
+
+class Mlp(nn.Module):
+    """Channel MLP as two 1x1 convolutions (the official layout)."""
+
+    def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(in_features, hidden_features, 1, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden_features, in_features, 1, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Shift(nn.Module):
+    """Parameter-free wrapper so the shift shows up as a module (as in the official model)."""
+
+    def __init__(self, shift_size: int, dim: int, lowering: Lowering = "slice") -> None:
+        super().__init__()
+        check_lowering(lowering)
+        self.shift_size = shift_size
+        self.dim = dim
+        self.lowering = lowering
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return axial_shift(x, self.shift_size, self.dim, self.lowering)
+
+    def extra_repr(self) -> str:
+        return f"shift_size={self.shift_size}, dim={self.dim}, lowering={self.lowering!r}"
+
+
+class AxialShift(nn.Module):
+    def __init__(
+        self, dim: int, shift_size: int, as_bias: bool = True, shift_lowering: Lowering = "slice"
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.shift_size = shift_size
+        self.conv1 = nn.Conv2d(dim, dim, 1, 1, 0, bias=as_bias)
+        self.conv2_1 = nn.Conv2d(dim, dim, 1, 1, 0, bias=as_bias)
+        self.conv2_2 = nn.Conv2d(dim, dim, 1, 1, 0, bias=as_bias)
+        self.conv3 = nn.Conv2d(dim, dim, 1, 1, 0, bias=as_bias)
+        self.actn = nn.GELU()
+        self.norm1 = MyNorm(dim)
+        self.norm2 = MyNorm(dim)
+        self.shift_dim2 = Shift(shift_size, 2, shift_lowering)
+        self.shift_dim3 = Shift(shift_size, 3, shift_lowering)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.actn(self.norm1(self.conv1(x)))
+        x_lr = self.actn(self.conv2_1(self.shift_dim3(x)))
+        x_td = self.actn(self.conv2_2(self.shift_dim2(x)))
+        return self.conv3(self.norm2(x_lr + x_td))
+
+
+class AxialShiftedBlock(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        shift_size: int,
+        mlp_ratio: float = 4.0,
+        as_bias: bool = True,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        shift_lowering: Lowering = "slice",
+    ) -> None:
+        super().__init__()
+        self.norm1 = MyNorm(dim)
+        self.axial_shift = AxialShift(dim, shift_size, as_bias, shift_lowering)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.norm2 = MyNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.axial_shift(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 space-to-depth, norm, 1x1 reduction to 2C channels."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.reduction = nn.Conv2d(4 * dim, 2 * dim, 1, 1, bias=False)
+        self.norm = MyNorm(4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        if h % 2 or w % 2:
+            raise ValueError(f"PatchMerging needs an even feature map, got {h}x{w}")
+        x = torch.cat(
+            [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1
+        )
+        return self.reduction(self.norm(x))
+
+
+class BasicLayer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        shift_size: int,
+        mlp_ratio: float,
+        as_bias: bool,
+        drop: float,
+        drop_path: Sequence[float],
+        downsample: bool,
+        shift_lowering: Lowering,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            AxialShiftedBlock(dim, shift_size, mlp_ratio, as_bias, drop, drop_path[i], shift_lowering)
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return self.downsample(x) if self.downsample is not None else x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, norm: bool) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = MyNorm(embed_dim) if norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        return self.norm(x) if self.norm is not None else x
+
+
+class AS_MLP(nn.Module):  # noqa: N801 - the official class name
+    """AS-MLP classifier. Inputs of any size divisible by patch_size * 2**(stages-1) work."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        shift_size: int = 5,
+        mlp_ratio: float = 4.0,
+        as_bias: bool = True,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        shift_lowering: Lowering = "slice",
+    ) -> None:
+        super().__init__()
+        check_lowering(shift_lowering)
+        self.img_size = to_2tuple(img_size)
+        self.num_classes = num_classes
+        self.num_layers = len(depths)
+        self.num_features = int(embed_dim * 2 ** (self.num_layers - 1))
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)
+        self.pos_drop = nn.Dropout(drop_rate)
+        n = sum(depths)
+        # Stochastic-depth decay rule (linspace), in plain Python so building on 'meta' works.
+        dpr = [drop_path_rate * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+        self.layers = nn.ModuleList(
+            BasicLayer(
+                dim=int(embed_dim * 2**i),
+                depth=depths[i],
+                shift_size=shift_size,
+                mlp_ratio=mlp_ratio,
+                as_bias=as_bias,
+                drop=drop_rate,
+                drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                downsample=i < self.num_layers - 1,
+                shift_lowering=shift_lowering,
+            )
+            for i in range(self.num_layers)
+        )
+        self.norm = MyNorm(self.num_features)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pos_drop(self.patch_embed(x))
+        for layer in self.layers:
+            x = layer(x)
+        return torch.flatten(self.avgpool(self.norm(x)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+_IMAGENET = DataConfig(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, interpolation="bicubic")
+
+register_family(
+    family="as_mlp",
+    builder=AS_MLP,
+    overrides=(
+        "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths",
+        "shift_size", "mlp_ratio", "drop_rate", "drop_path_rate", "shift_lowering",
+    ),
+    source="svip-lab/AS-MLP models/as_mlp.py",
+    variants={
+        "as_mlp_tiny": (dict(embed_dim=96, depths=(2, 2, 6, 2), drop_path_rate=0.2), _IMAGENET,
+                        "AS-MLP-T (official)"),
+        "as_mlp_small": (dict(embed_dim=96, depths=(2, 2, 18, 2), drop_path_rate=0.3), _IMAGENET,
+                         "AS-MLP-S (official)"),
+        "as_mlp_base": (dict(embed_dim=128, depths=(2, 2, 18, 2), drop_path_rate=0.5), _IMAGENET,
+                        "AS-MLP-B (official)"),
+        "as_mlp_mobile": (dict(embed_dim=48, depths=(2, 2, 6, 2), drop_path_rate=0.1), _IMAGENET,
+                          "edge-mlp mobile: AS-MLP-T at half width"),
+    },
+    official=("as_mlp_tiny", "as_mlp_small", "as_mlp_base"),
+)

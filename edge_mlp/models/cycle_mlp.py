@@ -1,0 +1,196 @@
+"""CycleMLP (Chen et al., "CycleMLP: A MLP-like Architecture for Dense Prediction", ICLR 2022).
+
+Module and parameter names follow ShoufaChen/CycleMLP `cycle_mlp.py` (CycleNet), so its checkpoints
+load with strict=True. CycleFC runs without `deform_conv2d` (see `edge_mlp.ops.cycle_fc`), and the
+blocks stay channels-last (B, H, W, C) as in the official model, so any input size works.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..ops.cycle_fc import CycleFC
+from ..ops.shift import Lowering, check_lowering
+from ._layers import drop_path_or_identity
+from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
+
+
+class Mlp(nn.Module):
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None,
+        drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class CycleMLP(nn.Module):
+    """Token mixing: two CycleFCs (along W and H) and a channel FC, re-weighted per channel."""
+
+    def __init__(
+        self, dim: int, qkv_bias: bool = False, proj_drop: float = 0.0,
+        shift_lowering: Lowering = "slice",
+    ) -> None:
+        super().__init__()
+        self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
+        self.sfc_h = CycleFC(dim, dim, (1, 3), 1, 0, shift_lowering=shift_lowering)
+        self.sfc_w = CycleFC(dim, dim, (3, 1), 1, 0, shift_lowering=shift_lowering)
+        self.reweight = Mlp(dim, dim // 4, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, _, c = x.shape
+        h = self.sfc_h.forward_nhwc(x)
+        w = self.sfc_w.forward_nhwc(x)
+        c_ = self.mlp_c(x)
+        a = (h + w + c_).mean(dim=(1, 2))
+        a = self.reweight(a).reshape(b, c, 3).permute(2, 0, 1).softmax(dim=0)
+        a = a.unsqueeze(2).unsqueeze(2)
+        x = h * a[0] + w * a[1] + c_ * a[2]
+        return self.proj_drop(self.proj(x))
+
+
+class CycleBlock(nn.Module):
+    def __init__(
+        self, dim: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
+        skip_lam: float = 1.0, shift_lowering: Lowering = "slice",
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CycleMLP(dim, qkv_bias=qkv_bias, shift_lowering=shift_lowering)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.skip_lam = skip_lam
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x))) / self.skip_lam
+        return x + self.drop_path(self.mlp(self.norm2(x))) / self.skip_lam
+
+
+class PatchEmbedOverlapping(nn.Module):
+    def __init__(self, patch_size: int, stride: int, padding: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride, padding)
+        self.norm = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """3x3 stride-2 convolution between stages (channels-last in and out)."""
+
+    def __init__(self, in_embed_dim: int, out_embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_embed_dim, out_embed_dim, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class CycleNet(nn.Module):
+    """CycleMLP classifier (the official `CycleNet`)."""
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        img_size: int = 224,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dims: Sequence[int] = (64, 128, 320, 512),
+        transitions: Sequence[bool] = (True, True, True, True),
+        mlp_ratios: Sequence[float] = (4, 4, 4, 4),
+        skip_lam: float = 1.0,
+        qkv_bias: bool = False,
+        drop_path_rate: float = 0.0,
+        shift_lowering: Lowering = "slice",
+    ) -> None:
+        super().__init__()
+        check_lowering(shift_lowering)
+        if not (len(layers) == len(embed_dims) == len(mlp_ratios)) or len(transitions) < len(layers) - 1:
+            raise ValueError("layers, embed_dims and mlp_ratios need one entry per stage")
+        self.img_size = img_size  # only recorded: CycleMLP takes any input size
+        self.num_classes = num_classes
+        self.patch_embed = PatchEmbedOverlapping(7, 4, 2, in_chans, embed_dims[0])
+        total = sum(layers)
+        network: list[nn.Module] = []
+        for i, depth in enumerate(layers):
+            network.append(nn.Sequential(*[
+                CycleBlock(
+                    embed_dims[i], mlp_ratios[i], qkv_bias,
+                    drop_path_rate * (j + sum(layers[:i])) / max(total - 1, 1), skip_lam,
+                    shift_lowering,
+                )
+                for j in range(depth)
+            ]))
+            if i == len(layers) - 1:
+                break
+            if transitions[i] or embed_dims[i] != embed_dims[i + 1]:
+                if not transitions[i]:
+                    # The official model asserts here too (Downsample only supports patch 2).
+                    raise ValueError("a stage change without a transition is not supported")
+                network.append(Downsample(embed_dims[i], embed_dims[i + 1]))
+        self.network = nn.ModuleList(network)
+        self.norm = nn.LayerNorm(embed_dims[-1])
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        for block in self.network:
+            x = block(x)
+        return self.norm(x).mean(dim=(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Linear, CycleFC)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _cfg(crop_pct: float) -> DataConfig:
+    return DataConfig(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=crop_pct, interpolation="bicubic")
+
+
+_STAGE_DEFAULTS = dict(transitions=(True, True, True, True), embed_dims=(64, 128, 320, 512))
+
+register_family(
+    family="cycle_mlp",
+    builder=CycleNet,
+    overrides=(
+        "layers", "embed_dims", "mlp_ratios", "transitions", "num_classes", "img_size",
+        "in_chans", "drop_path_rate", "shift_lowering",
+    ),
+    source="ShoufaChen/CycleMLP cycle_mlp.py",
+    variants={
+        "cycle_mlp_b1": (dict(_STAGE_DEFAULTS, layers=(2, 2, 4, 2), mlp_ratios=(4, 4, 4, 4)),
+                         _cfg(0.9), "CycleMLP-B1 (official)"),
+        "cycle_mlp_b2": (dict(_STAGE_DEFAULTS, layers=(2, 3, 10, 3), mlp_ratios=(4, 4, 4, 4)),
+                         _cfg(0.9), "CycleMLP-B2 (official)"),
+        "cycle_mlp_b3": (dict(_STAGE_DEFAULTS, layers=(3, 4, 18, 3), mlp_ratios=(8, 8, 4, 4)),
+                         _cfg(0.9), "CycleMLP-B3 (official)"),
+        "cycle_mlp_b4": (dict(_STAGE_DEFAULTS, layers=(3, 8, 27, 3), mlp_ratios=(8, 8, 4, 4)),
+                         _cfg(0.875), "CycleMLP-B4 (official)"),
+        "cycle_mlp_b5": (dict(_STAGE_DEFAULTS, layers=(3, 4, 24, 3), mlp_ratios=(4, 4, 4, 4),
+                              embed_dims=(96, 192, 384, 768)), _cfg(0.875), "CycleMLP-B5 (official)"),
+        "cycle_mlp_mobile": (dict(_STAGE_DEFAULTS, layers=(2, 2, 4, 2), mlp_ratios=(4, 4, 4, 4),
+                                  embed_dims=(32, 64, 160, 256)), _cfg(0.9),
+                             "edge-mlp mobile: CycleMLP-B1 at half width"),
+    },
+    official=("cycle_mlp_b1", "cycle_mlp_b2", "cycle_mlp_b3", "cycle_mlp_b4", "cycle_mlp_b5"),
+)

@@ -1,0 +1,96 @@
+"""Spatial channel shifts lowered to pad/slice/cat or pad/roll/crop.
+
+AS-MLP's official shift is a CuPy CUDA kernel and CycleMLP's CycleFC is `deform_conv2d` with constant
+integer offsets. Both only *move* each channel by a whole number of pixels along one axis and fill
+zeros where the source falls outside the image. Expressing that with pad + slice (or pad + roll)
+keeps the result bit-identical while using ops every mobile backend (XNNPACK, Core ML, TFLite,
+ONNX) supports.
+
+Convention (the official kernel's): a channel with shift ``s`` along axis ``dim`` gives
+``out[..., i, ...] = x[..., i + s, ...]`` and zero where ``i + s`` is outside ``[0, size)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Lowering = Literal["slice", "roll"]
+LOWERINGS: tuple[str, ...] = ("slice", "roll")
+
+# (first channel, end channel, shift) for a contiguous run of channels moved together.
+ChannelGroup = tuple[int, int, int]
+
+
+def check_lowering(lowering: str) -> None:
+    if lowering not in LOWERINGS:
+        raise ValueError(f"shift lowering must be one of {LOWERINGS}, got {lowering!r}")
+
+
+def axial_shift_groups(channels: int, shift_size: int) -> list[ChannelGroup]:
+    """Channel groups of the official AS-MLP shift.
+
+    The kernel groups channels as `torch.chunk(x, shift_size, 1)` does: chunks of
+    ceil(C / k) channels (so possibly fewer than k chunks), chunk g moved by k//2 - g.
+    """
+    if shift_size < 1 or shift_size % 2 == 0:
+        raise ValueError(f"shift_size must be a positive odd integer, got {shift_size}")
+    if shift_size == 1 or channels == 0:
+        return [(0, channels, 0)]
+    size = math.ceil(channels / shift_size)
+    return [
+        (start, min(start + size, channels), shift_size // 2 - g)
+        for g, start in enumerate(range(0, channels, size))
+    ]
+
+
+def _pad_axis(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
+    # F.pad lists (before, after) pairs from the last axis backwards.
+    spec = [0, 0] * (x.ndim - dim - 1) + [pad, pad]
+    return F.pad(x, spec)
+
+
+def shift_channel_groups(
+    x: torch.Tensor,
+    groups: Sequence[ChannelGroup],
+    dim: int,
+    channel_dim: int = 1,
+    lowering: Lowering = "slice",
+) -> torch.Tensor:
+    """Move each contiguous channel group by its own shift along `dim`, zero-filling."""
+    check_lowering(lowering)
+    dim = dim % x.ndim
+    channel_dim = channel_dim % x.ndim
+    if dim == channel_dim:
+        raise ValueError("the shift axis must differ from the channel axis")
+    pad = max((abs(s) for _, _, s in groups), default=0)
+    if pad == 0:
+        return x
+    length = x.shape[dim]
+    padded = _pad_axis(x, dim, pad)
+    if lowering == "slice":
+        parts = [
+            padded.narrow(channel_dim, start, end - start).narrow(dim, pad + s, length)
+            for start, end, s in groups
+        ]
+        return torch.cat(parts, channel_dim)
+    parts = [
+        torch.roll(padded.narrow(channel_dim, start, end - start), -s, dims=dim)
+        for start, end, s in groups
+    ]
+    # |s| <= pad, so nothing wraps into the kept window: the crop sees zeros only.
+    return torch.cat(parts, channel_dim).narrow(dim, pad, length)
+
+
+def axial_shift(
+    x: torch.Tensor, shift_size: int, dim: int, lowering: Lowering = "slice"
+) -> torch.Tensor:
+    """The official AS-MLP shift of an NCHW tensor along H (dim=2) or W (dim=3)."""
+    if x.ndim != 4:
+        raise ValueError(f"axial_shift expects an NCHW tensor, got shape {tuple(x.shape)}")
+    if dim not in (2, 3, -1, -2):
+        raise ValueError(f"axial_shift shifts along H (2) or W (3), got dim={dim}")
+    return shift_channel_groups(x, axial_shift_groups(x.shape[1], shift_size), dim, 1, lowering)
