@@ -46,10 +46,15 @@ def read_state_dict(path: str | Path) -> StateDict:
     elif path.suffix in PICKLE_SUFFIXES:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
+        except pickle.UnpicklingError as err:
+            if "GLOBAL" in str(err):  # the safe unpickler met a class/function it will not import
+                raise WeightsError(
+                    f"refusing to load {path}: it contains pickled Python objects beyond tensors, "
+                    "which could run code; re-save only its state dict (or as .safetensors)"
+                ) from None
             raise WeightsError(
-                f"refusing to load {path}: it contains pickled Python objects beyond tensors, "
-                "which could run code; re-save only its state dict (or as .safetensors)"
+                f"{path} is not a readable PyTorch checkpoint, possibly truncated or corrupt "
+                f"({_reason(err)})"
             ) from None
         except Exception as err:  # truncated zip, not a pickle at all, ...
             raise WeightsError(
@@ -121,6 +126,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     except RuntimeError as err:
         raise WeightsError(f"{path} does not fit the model: {_first_line(err)}") from None
     return model
+
+
+def _reason(err: BaseException) -> str:
+    """The informative line of torch's multi-paragraph unpickling errors."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return next((ln for ln in lines if ln.startswith(("Unsupported", "Trying"))), _first_line(err))
 
 
 def _first_line(err: BaseException) -> str:

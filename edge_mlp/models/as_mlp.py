@@ -41,6 +41,8 @@ class Shift(nn.Module):
     def __init__(self, shift_size: int, dim: int, lowering: Lowering = "slice") -> None:
         super().__init__()
         check_lowering(lowering)
+        if shift_size < 1 or shift_size % 2 == 0:
+            raise ValueError(f"shift_size must be a positive odd integer, got {shift_size}")
         self.shift_size = shift_size
         self.dim = dim
         self.lowering = lowering

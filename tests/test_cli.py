@@ -1,0 +1,53 @@
+"""The CLI: tables from the registry, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import edge_mlp
+from edge_mlp.cli import main
+
+
+def test_list_shows_every_model_with_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in edge_mlp.list_models():
+        assert name in out
+    assert "28,282,696" in out and "18,528,264" in out
+
+
+def test_info_prints_config_and_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "as_mlp_mobile"]) == 0
+    out = capsys.readouterr().out
+    assert "7,285,144" in out and "config.embed_dim" in out and "48" in out and "bicubic" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["info", "as_mlp_mobil"], "unknown model 'as_mlp_mobil'; did you mean as_mlp_mobile"),
+    (["forward", "mixer_mobile", "--weights", "missing.pth"], "weights file not found: missing.pth"),
+    (["info", "mixer_mobile", "--img-size", "8"], "invalid config for mixer_mobile"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-mlp: error: ") and match in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_forward_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = edge_mlp.create_model("cycle_mlp_mobile", img_size=32, num_classes=7)
+    torch.save({"model": model.state_dict()}, tmp_path / "w.pth")
+    argv = ["forward", "cycle_mlp_mobile", "--img-size", "32", "--num-classes", "7", "--weights", str(tmp_path / "w.pth")]
+    assert main(argv) == 0
+    assert "logits [1, 7]" in capsys.readouterr().out
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "edge-mlp"
+    result = subprocess.run([str(exe), "info", "nope"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown model 'nope'" in result.stderr

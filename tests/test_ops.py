@@ -1,0 +1,108 @@
+"""The edge shift ops equal the official semantics: bit for bit for the shift, 1e-5 for CycleFC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_mlp.ops import LOWERINGS, CycleFC, axial_shift, official_offset
+
+from .reference import (
+    axial_shift_reference,
+    cycle_fc_reference,
+    deform_sample_reference,
+    gen_offset_reference,
+)
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+@st.composite
+def nchw(draw, max_c: int = 20, max_hw: int = 9) -> np.ndarray:
+    shape = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, max_c)),
+        draw(st.integers(1, max_hw)),
+        draw(st.integers(1, max_hw)),
+    )
+    seed = draw(st.integers(0, 2**31 - 1))
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@SETTINGS
+@given(x=nchw(), k=st.sampled_from([1, 3, 5, 7]), dim=st.sampled_from([2, 3]),
+       lowering=st.sampled_from(LOWERINGS))
+def test_axial_shift_is_bit_exact(x: np.ndarray, k: int, dim: int, lowering: str) -> None:
+    out = axial_shift(torch.from_numpy(x), k, dim, lowering)
+    assert out.shape == x.shape
+    assert torch.equal(out, torch.from_numpy(axial_shift_reference(x, k, dim)))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 6, 7, 9, 11])  # C < k and C % k != 0 included
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_axial_shift_channel_grouping_edge_cases(channels: int, lowering: str) -> None:
+    x = torch.randn(1, channels, 3, 2)
+    for dim in (2, 3):
+        ref = axial_shift_reference(x.numpy(), 5, dim)
+        assert torch.equal(axial_shift(x, 5, dim, lowering), torch.from_numpy(ref))
+
+
+def test_axial_shift_rejects_bad_arguments() -> None:
+    x = torch.zeros(1, 4, 4, 4)
+    with pytest.raises(ValueError, match="odd"):
+        axial_shift(x, 4, 2)
+    with pytest.raises(ValueError, match="H \\(2\\) or W \\(3\\)"):
+        axial_shift(x, 3, 1)
+    with pytest.raises(ValueError, match="lowering"):
+        axial_shift(x, 3, 2, "gather")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NCHW"):
+        axial_shift(torch.zeros(4, 4, 4), 3, 2)
+
+
+@pytest.mark.parametrize("kernel", [(1, 3), (3, 1), (1, 5), (7, 1), (1, 1)])
+@pytest.mark.parametrize("channels", [1, 2, 5, 64])
+def test_cycle_fc_offset_buffer_is_official(kernel: tuple[int, int], channels: int) -> None:
+    assert np.array_equal(official_offset(channels, kernel).numpy(), gen_offset_reference(channels, kernel))
+    assert torch.equal(CycleFC(channels, 4, kernel).offset, official_offset(channels, kernel))
+
+
+@SETTINGS
+@given(x=nchw(max_c=12, max_hw=8), out_channels=st.integers(1, 8),
+       k=st.sampled_from([1, 3, 5, 7]), vertical=st.booleans(), bias=st.booleans(),
+       lowering=st.sampled_from(LOWERINGS), seed=st.integers(0, 2**16))
+def test_cycle_fc_matches_deform_conv_semantics(
+    x: np.ndarray, out_channels: int, k: int, vertical: bool, bias: bool, lowering: str, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    kernel = (k, 1) if vertical else (1, k)
+    fc = CycleFC(x.shape[1], out_channels, kernel, bias=bias, shift_lowering=lowering)
+    xt = torch.from_numpy(x)
+    offset = fc.offset.numpy()
+    # The shift alone is exact: integer offsets make the bilinear weights 1 and 0.
+    sampled = deform_sample_reference(x, offset)
+    assert torch.equal(fc.shift(xt, 1, fc.shift_axis), torch.from_numpy(sampled))
+    ref = cycle_fc_reference(x, offset, fc.weight.detach().numpy(),
+                             fc.bias.detach().numpy() if bias else None)
+    out = fc(xt)
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-5, atol=1e-5)
+    out_nhwc = fc.forward_nhwc(xt.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    np.testing.assert_allclose(out_nhwc.detach().numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cycle_fc_has_official_parameters() -> None:
+    fc = CycleFC(8, 6, (1, 3))
+    shapes = {k: tuple(v.shape) for k, v in fc.state_dict().items()}
+    assert shapes == {"weight": (6, 8, 1, 1), "bias": (6,), "offset": (1, 16, 1, 1)}
+
+
+def test_cycle_fc_accepts_checkpoint_without_offset_and_refuses_foreign_offsets() -> None:
+    src, dst = CycleFC(6, 6, (1, 3)), CycleFC(6, 6, (1, 3))
+    state = {k: v for k, v in src.state_dict().items() if k != "offset"}
+    dst.load_state_dict(state, strict=True)
+    assert torch.equal(dst.weight, src.weight)
+    bad = dict(src.state_dict(), offset=torch.zeros(1, 12, 1, 1))
+    with pytest.raises(RuntimeError, match="offsets differ"):
+        dst.load_state_dict(bad, strict=True)
