@@ -5,11 +5,11 @@ Why this exists
 edge_mlp re-implements AS-MLP, CycleMLP and MLP-Mixer with mobile-friendly ops (AS-MLP's CuPy
 shift kernel and CycleMLP's ``deform_conv2d`` become pad/slice or pad/roll). Its claim is that
 official checkpoints load unchanged and give the same outputs. This script proves that for every
-registered model: it builds the *official* model, fills it with seeded random weights (normal noise
-on every parameter, GroupNorm/LayerNorm affine included, so a swapped norm or bias would show),
-loads ``official.state_dict()`` into the edge_mlp model with ``strict=True`` and compares logits on a
-fixed random batch, in float32 (pass: max abs diff <= 1e-5) and in float64 (to show that the fp32
-residual is only summation order).
+registered model: it builds the *official* model, fills it with seeded random weights (normal
+noise on every parameter, GroupNorm/LayerNorm affine included, so a swapped norm or bias would
+show), loads ``official.state_dict()`` into the edge_mlp model with ``strict=True`` and compares
+logits on a fixed random batch, in float32 (pass: max abs diff <= 1e-5) and in float64 (to show
+that the fp32 residual is only summation order).
 
 The official code is never vendored into this repository: it is imported at run time from the
 directories given on the command line. References:
@@ -111,7 +111,12 @@ MOBILE: dict[str, dict[str, Any]] = {
     ),
     "mixer_mobile": dict(patch_size=16, num_blocks=8, embed_dim=256),
 }
-FAMILIES = {"as_mlp": AS_MLP_CONFIGS, "cycle_mlp": CYCLE_MLP_ENTRYPOINTS, "mlp_mixer": MIXER_TIMM_NAMES}
+FAMILIES = {
+    "as_mlp": AS_MLP_CONFIGS, "cycle_mlp": CYCLE_MLP_ENTRYPOINTS, "mlp_mixer": MIXER_TIMM_NAMES,
+}
+SIZES: dict[str, tuple[Size, ...]] = {
+    "as_mlp": AS_MLP_SIZES, "cycle_mlp": CYCLE_MLP_SIZES, "mlp_mixer": (MIXER_SIZE,),
+}
 LOWERINGS = ("slice", "roll")
 
 
@@ -242,7 +247,8 @@ def check_torch_shift(shift_cuda: types.ModuleType) -> list[str]:
         for shift in (3, 5, 7):
             for dim in (2, 3):
                 x = torch.randn(2, channels, 6, 5, generator=gen)
-                if not torch.equal(shift_cuda.torch_shift(x, shift, dim), kernel_shift(x, shift, dim)):
+                official = shift_cuda.torch_shift(x, shift, dim)
+                if not torch.equal(official, kernel_shift(x, shift, dim)):
                     failures.append(f"C={channels} k={shift} dim={dim}")
     return failures
 
@@ -289,7 +295,8 @@ def build_official(name: str, family: str, size: Size, off: Official) -> nn.Modu
 
 
 def build_ours(name: str, family: str, size: Size, lowering: str | None) -> nn.Module:
-    overrides: dict[str, Any] = {"num_classes": NUM_CLASSES, "img_size": size[0] if size[0] == size[1] else size}
+    img_size = size[0] if size[0] == size[1] else size
+    overrides: dict[str, Any] = {"num_classes": NUM_CLASSES, "img_size": img_size}
     if lowering is not None:
         overrides["shift_lowering"] = lowering
     return edge_mlp.create_model(name, **overrides).eval()
@@ -332,7 +339,8 @@ class Row:
     max_abs_diff_fp64: float
     max_abs_logit: float
     passed: bool
-    first_divergence: list[list[Any]] | None = None  # only on failure: [[module, max diff], ...]
+    # only on failure: [[module, max diff or None if not comparable], ...]
+    first_divergence: list[list[Any]] | None = None
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -342,41 +350,66 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def locate_divergence(official: nn.Module, ours: nn.Module, x: torch.Tensor, limit: int = 8) -> list[list[Any]]:
-    """Outputs of same-named modules, in the official execution order, that differ > TOLERANCE."""
+def locate_divergence(
+    official: nn.Module, ours: nn.Module, x: torch.Tensor, limit: int = 5
+) -> list[list[Any]]:
+    """Same-named modules whose outputs differ > TOLERANCE, in the official execution order.
+
+    edge_mlp's CycleFC runs through `forward_nhwc` (no hooks fire there), so that method is
+    wrapped to record its output in the official NCHW layout. Modules executed before the first
+    divergence that could not be compared (not called, or another shape) are listed as
+    [name, None], since the cause may be one of them.
+    """
     outputs: dict[str, dict[str, torch.Tensor]] = {"official": {}, "ours": {}}
     order: list[str] = []
     handles = []
     shared = dict(official.named_modules()).keys() & dict(ours.named_modules()).keys()
+
+    def record(side: str, mname: str, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and mname not in outputs[side]:
+            outputs[side][mname] = out
+            if side == "official":
+                order.append(mname)
+
+    wrapped: list[nn.Module] = []
     for side, model in (("official", official), ("ours", ours)):
         for mname, module in model.named_modules():
             if mname not in shared or not mname:
                 continue
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out, side=side, mname=mname: record(side, mname, out)))
+            if side == "ours" and hasattr(module, "forward_nhwc"):
+                def nhwc(
+                    t: torch.Tensor, fn: Any = module.forward_nhwc, mname: str = mname
+                ) -> torch.Tensor:
+                    out = fn(t)
+                    record("ours", mname, out.permute(0, 3, 1, 2))
+                    return out
 
-            def hook(_: nn.Module, __: Any, out: Any, side: str = side, mname: str = mname) -> None:
-                if isinstance(out, torch.Tensor):
-                    outputs[side][mname] = out
-                    if side == "official":
-                        order.append(mname)
-
-            handles.append(module.register_forward_hook(hook))
+                module.forward_nhwc = nhwc  # instance attribute shadows the method
+                wrapped.append(module)
     try:
         official(x)
         ours(x)
     finally:
-        for h in handles:
-            h.remove()
-    found = []
+        for handle in handles:
+            handle.remove()
+        for module in wrapped:
+            del module.forward_nhwc
+    found: list[list[Any]] = []
+    uncompared: list[list[Any]] = []
     for mname in order:
         a, b = outputs["official"][mname], outputs["ours"].get(mname)
         if b is None or a.shape != b.shape:
+            if not found:
+                uncompared.append([mname, None])
             continue
         diff = max_abs_diff(a, b)
         if not diff <= TOLERANCE:
             found.append([mname, diff])
             if len(found) >= limit:
                 break
-    return found
+    return uncompared[-limit:] + found
 
 
 def compare(
@@ -386,7 +419,9 @@ def compare(
     ours = build_ours(name, family, sizes[0], lowering)
     ours_state = ours.state_dict()
     keys_identical = set(ours_state) == set(state)
-    shapes_identical = keys_identical and all(ours_state[k].shape == v.shape for k, v in state.items())
+    shapes_identical = keys_identical and all(
+        ours_state[k].shape == v.shape for k, v in state.items()
+    )
     try:
         ours.load_state_dict(state, strict=True)
         strict_ok, strict_error = True, None
@@ -458,12 +493,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cycle-mlp-repo", type=Path, required=True,
                         help="extracted ShoufaChen/CycleMLP tree (contains cycle_mlp.py)")
     parser.add_argument("--as-mlp-commit", help="commit of the AS-MLP tree (recorded in the JSON)")
-    parser.add_argument("--cycle-mlp-commit", help="commit of the CycleMLP tree (recorded in the JSON)")
+    parser.add_argument("--cycle-mlp-commit",
+                        help="commit of the CycleMLP tree (recorded in the JSON)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default: {DEFAULT_JSON}")
     parser.add_argument("--models", help=f"comma-separated subset of: {', '.join(known)}")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    args.model_list = known if not args.models else [m.strip() for m in args.models.split(",") if m.strip()]
+    chosen = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    args.model_list = chosen or known
     unknown = sorted(set(args.model_list) - set(known))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -482,8 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shift_failures = check_torch_shift(official.shift_cuda)
     print(f"official torch_shift == CUDA kernel transcription: "
           f"{'yes' if not shift_failures else 'NO: ' + ', '.join(shift_failures)}")
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}, "
-          f"{torch.get_num_threads()} threads; tolerance {TOLERANCE:g} (fp32 max abs diff)\n")
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"timm {timm.__version__}, {torch.get_num_threads()} threads; "
+          f"tolerance {TOLERANCE:g} (fp32 max abs diff)\n")
     print(HEADER)
     print("-" * len(HEADER))
 
@@ -491,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     family_of = {n: fam for fam, names in FAMILIES.items() for n in names}
     for index, name in enumerate(args.model_list):
         family = family_of[name]
-        sizes = {"as_mlp": AS_MLP_SIZES, "cycle_mlp": CYCLE_MLP_SIZES, "mlp_mixer": (MIXER_SIZE,)}[family]
+        sizes = SIZES[family]
         lowerings: Sequence[str | None] = (None,) if family == "mlp_mixer" else LOWERINGS
         model_seed = args.seed * 1000 + index
         # AS-MLP (input-size assert) and Mixer (token MLP) are built per size; CycleMLP is not.
@@ -502,13 +540,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             randomize_(official_model, model_seed)
             state = {k: v.detach().clone() for k, v in official_model.state_dict().items()}
             for lowering in lowerings:
-                for row in compare(name, family, official_model, state, lowering, group, model_seed):
+                new_rows = compare(name, family, official_model, state, lowering, group, model_seed)
+                for row in new_rows:
                     rows.append(row)
                     print(format_row(row), flush=True)
                     if row.strict_load_error:
                         print(f"    strict load: {row.strict_load_error}")
                     for mname, diff in row.first_divergence or []:
-                        print(f"    diverges at {mname or '<root>'}: max|d| {diff:.3e}")
+                        if diff is None:
+                            print(f"    not comparable (runs before the divergence): {mname}")
+                        else:
+                            print(f"    diverges at {mname}: max|d| {diff:.3e}")
             del official_model, state
 
     elapsed = time.perf_counter() - start
@@ -531,7 +573,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "edge_mlp": edge_mlp.__version__,
         },
         "official": {
-            "as_mlp": {"repo": "svip-lab/AS-MLP", "commit": git_commit(args.as_mlp_repo, args.as_mlp_commit),
+            "as_mlp": {"repo": "svip-lab/AS-MLP",
+                       "commit": git_commit(args.as_mlp_repo, args.as_mlp_commit),
                        "sha256": {f: sha256(args.as_mlp_repo / f)
                                   for f in ("models/as_mlp.py", "models/shift_cuda.py")}},
             "cycle_mlp": {"repo": "ShoufaChen/CycleMLP",

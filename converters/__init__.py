@@ -1,5 +1,25 @@
-"""Converters from edge-mlp models to mobile artifacts.
+"""Converters from edge-mlp models to mobile artifacts, one module per target behind `Converter`.
 
-One module per target (ExecuTorch, Core ML, TFLite/LiteRT, ONNX) behind one small shared interface,
-registered by name. Filled in by the converters issue; this package only reserves the layout.
+Importing this package registers every target: `get_converter("coreml")`, `list_targets()`.
 """
+
+from . import coreml, executorch, onnx, tflite  # noqa: F401  (registration side effects)
+from .base import (
+    PRECISIONS,
+    ConversionOutput,
+    ConversionRequest,
+    Converter,
+    get_converter,
+    list_targets,
+    register,
+)
+
+__all__ = [
+    "PRECISIONS",
+    "ConversionOutput",
+    "ConversionRequest",
+    "Converter",
+    "get_converter",
+    "list_targets",
+    "register",
+]

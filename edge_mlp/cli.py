@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -88,6 +89,51 @@ def cmd_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StageProgress:
+    """Renders pipeline stages: a spinner for the running stage, a line per finished one."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def stage(self, target: str, stage: str, done: bool, seconds: float) -> None:
+        if target not in self.tasks:
+            self.tasks[target] = self.progress.add_task(target, total=None)
+        task = self.tasks[target]
+        if done:
+            self.progress.console.print(f"  [dim]{target}[/dim] {stage} {seconds:.1f}s")
+        else:
+            self.progress.update(task, description=f"{target}: {stage}")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    import converters
+
+    from .convert import ConvertJob, convert
+
+    job = ConvertJob(
+        model=args.name, target=args.target, precision=args.precision, weights=args.weights,
+        img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
+        calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
+    )
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        results = convert(job, _StageProgress(progress))
+    table = Table(title=f"{args.name} -> {args.out}/")
+    for col in ("file", "size", "time", "coverage", "shift"):
+        table.add_column(col, justify="right" if col in ("size", "time") else "left")
+    for r in results:
+        m = r.manifest
+        conv = converters.get_converter(m.target.name)
+        table.add_row(r.artifact.name, f"{m.artifact.size_bytes / 1e6:.1f} MB",
+                      f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
+                      m.shift_lowering.used)
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-mlp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-mlp {__version__}")
@@ -109,11 +155,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int)
     p.add_argument("--weights", help="checkpoint (.pth/.pt/.safetensors) to load first")
     p.set_defaults(func=cmd_forward)
+
+    from converters import PRECISIONS, list_targets
+
+    p = sub.add_parser(
+        "convert", help="export to ExecuTorch / Core ML / TFLite / ONNX with a manifest",
+        description="Default precision: int8 for executorch, tflite and onnx; fp16 for coreml.",
+    )
+    p.add_argument("name")
+    p.add_argument("--target", required=True, choices=[*list_targets(), "all"])
+    p.add_argument("--precision", choices=PRECISIONS, help="default: int8 (executorch/tflite/onnx), fp16 (coreml)")
+    p.add_argument("--weights", help="checkpoint to load (default: random init, for pipeline checks)")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--calib", default="demo", help="image folder (flat or class subfolders) or 'demo'")
+    p.add_argument("--calib-size", type=int, default=32, help="calibration images for int8 (default 32)")
+    p.add_argument("--shift-lowering", default="auto", choices=["auto", "slice", "roll"])
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.set_defaults(func=cmd_convert)
     return parser
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds through the staging folders, which clean themselves up
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -7,7 +7,6 @@ unpickling is refused, never executed. `.safetensors` is read natively. The usua
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,14 +20,6 @@ StateDict = dict[str, torch.Tensor]
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model", "module")
 _SHOW = 3  # keys named per category in a mismatch message
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> StateDict:

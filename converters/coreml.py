@@ -1,0 +1,105 @@
+"""Core ML `.mlpackage` (ML program, iOS 17+): fp32, fp16 compute, W8 weight-only, W8A8 int8.
+
+Converts on Linux; Core ML only *predicts* on macOS, so `run` works there only.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_mlp.errors import EdgeMlpError
+from edge_mlp.manifest import QuantizationInfo
+
+from ._pt2e import op_histogram, quantize_pt2e
+from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
+
+
+@register
+class CoreMLConverter(Converter):
+    target = "coreml"
+    suffix = ".mlpackage"
+    precisions = ("fp16", "fp32", "int8", "w8")
+    default_precision = "fp16"
+    preferred_lowering = "slice"
+    lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
+    runtime_packages = ("coremltools", "torch")
+
+    def convert(self, request: ConversionRequest) -> ConversionOutput:
+        import coremltools as ct
+
+        model, x = request.model, request.example
+        quantization = None
+        if request.precision == "int8":
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+
+            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            model = quantize_pt2e(model, x, quantizer, request.calibration, request.stage)
+            quantization = QuantizationInfo(
+                scheme="W8A8: per-channel symmetric int8 weights, per-tensor int8 activations "
+                       "(PT2E Q/DQ graph -> MIL quantize/dequantize), fp16 compute elsewhere",
+                tool="executorch XNNPACKQuantizer + torchao PT2E + coremltools",
+            )
+        with request.stage("export"):
+            program = torch.export.export(model, (x,)).run_decompositions({})
+        compute = ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16
+        with request.stage("lower"):
+            mlmodel = ct.convert(
+                program, minimum_deployment_target=ct.target.iOS17, compute_precision=compute,
+                convert_to="mlprogram",
+            )
+        if request.precision == "w8":
+            from coremltools.optimize.coreml import (
+                OpLinearQuantizerConfig,
+                OptimizationConfig,
+                linear_quantize_weights,
+            )
+
+            with request.stage("quantize"):
+                config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
+                    mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+                mlmodel = linear_quantize_weights(mlmodel, config=config)
+            quantization = QuantizationInfo(
+                scheme="weight-only int8: per-channel symmetric weights, fp16 activations and compute",
+                tool="coremltools.optimize.coreml.linear_quantize_weights",
+            )
+        ops = op_histogram([op.op_type for op in mlmodel._mil_program.functions["main"].operations])
+        path = request.work_dir / f"{request.stem}{self.suffix}"
+        with request.stage("save"):
+            mlmodel.save(str(path))
+        spec = mlmodel.get_spec()
+        return ConversionOutput(
+            path=path,
+            input=float_spec(spec.description.input[0].name, x.shape, "NCHW"),
+            output=float_spec(spec.description.output[0].name, (1, request.num_classes), "NC"),
+            quantization=quantization,
+            coverage={
+                "mil_op_histogram": ops,
+                "compute_precision": "float32" if request.precision == "fp32" else "float16",
+                "minimum_deployment_target": "iOS17",
+                "spec_version": spec.specificationVersion,
+            },
+        )
+
+    def coverage_summary(self, coverage: dict) -> str:
+        ops = coverage["mil_op_histogram"]
+        return f"{sum(n for op, n in ops.items() if op != 'const')} MIL ops"
+
+    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+        if platform.system() != "Darwin":
+            raise EdgeMlpError(
+                "Core ML prediction needs macOS; on Linux a .mlpackage can be converted and checked "
+                "structurally only"
+            )
+        import coremltools as ct
+
+        mlmodel = ct.models.MLModel(str(artifact))
+        spec = mlmodel.get_spec()
+        out = mlmodel.predict({spec.description.input[0].name: np.ascontiguousarray(x, np.float32)})
+        return np.asarray(out[spec.description.output[0].name], dtype=np.float32)

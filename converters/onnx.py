@@ -1,0 +1,84 @@
+"""ONNX `.onnx` (fp32 via the TorchScript exporter, opset 17; int8 via ONNX Runtime static QDQ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_mlp.manifest import QuantizationInfo
+
+from ._pt2e import op_histogram
+from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
+
+OPSET = 17
+
+
+@register
+class OnnxConverter(Converter):
+    target = "onnx"
+    suffix = ".onnx"
+    precisions = ("fp32", "int8")
+    default_precision = "int8"
+    preferred_lowering = "slice"
+    lowering_reason = "slice: exports to Pad/Slice/Concat directly; roll becomes extra Slice/Concat pairs"
+    runtime_packages = ("onnx", "onnxruntime", "torch")
+
+    def convert(self, request: ConversionRequest) -> ConversionOutput:
+        import onnx
+
+        x = request.example
+        path = request.work_dir / f"{request.stem}{self.suffix}"
+        fp32_path = path if request.precision == "fp32" else request.work_dir / "fp32.onnx"
+        with request.stage("export"), torch.no_grad():
+            torch.onnx.export(
+                request.model, (x,), str(fp32_path), dynamo=False, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"],
+            )
+        quantization = None
+        if request.precision == "int8":
+            from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            batches = [{"input": b.numpy()} for b in request.calibration]
+
+            class Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self._it = iter(batches)
+
+                def get_next(self) -> dict | None:
+                    return next(self._it, None)
+
+            prepared = request.work_dir / "prepared.onnx"
+            with request.stage("quantize"):
+                quant_pre_process(str(fp32_path), str(prepared))
+            with request.stage("calibrate"):
+                quantize_static(
+                    str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                )
+            for tmp in (fp32_path, prepared):
+                tmp.unlink()
+            quantization = QuantizationInfo(
+                scheme="static int8 QDQ: per-channel symmetric weights, per-tensor activations (MinMax)",
+                tool="onnxruntime.quantization.quantize_static",
+            )
+        graph = onnx.load(str(path)).graph
+        coverage = {"op_histogram": op_histogram([n.op_type for n in graph.node]), "opset": OPSET}
+        return ConversionOutput(
+            path=path,
+            input=float_spec("input", x.shape, "NCHW"),
+            output=float_spec("logits", (1, request.num_classes), "NC"),
+            quantization=quantization,
+            coverage=coverage,
+        )
+
+    def coverage_summary(self, coverage: dict) -> str:
+        return f"{sum(coverage['op_histogram'].values())} nodes"
+
+    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]

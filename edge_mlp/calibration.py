@@ -1,0 +1,84 @@
+"""Calibration images for static int8 quantization: an image folder, or the built-in `demo` set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import EdgeMlpError
+from .preprocess import Preprocessing
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+DEMO_NOTE = (
+    "synthetic images with natural-image statistics (1/f amplitude spectrum, correlated RGB), "
+    "generated deterministically; not real photos"
+)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    batches: list[np.ndarray]  # each (1, C, H, W) float32, already preprocessed
+    source: str
+    note: str
+
+    def describe(self) -> dict:
+        return {"source": self.source, "size": len(self.batches), "note": self.note}
+
+
+def load_calibration(source: str, preprocess: Preprocessing, size: int, seed: int = 0) -> CalibrationSet:
+    if size < 1:
+        raise EdgeMlpError(f"--calib-size must be at least 1, got {size}")
+    if source == "demo":
+        return CalibrationSet(synthetic_images(preprocess, size, seed), "demo", DEMO_NOTE)
+    return CalibrationSet(folder_images(Path(source), preprocess, size), str(source),
+                          "image folder, evenly spaced over the sorted file list")
+
+
+def folder_images(folder: Path, preprocess: Preprocessing, size: int) -> list[np.ndarray]:
+    """Images from a flat folder or a class-subfolder layout, spread evenly over the sorted files."""
+    if not folder.is_dir():
+        raise EdgeMlpError(f"calibration folder not found: {folder} (pass an image folder or 'demo')")
+    try:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as err:
+        raise EdgeMlpError(f"cannot read calibration folder {folder}: {err.strerror or err}") from None
+    if not files:
+        raise EdgeMlpError(
+            f"calibration folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "pass a folder of images or 'demo'"
+        )
+    picks = [files[i] for i in np.linspace(0, len(files) - 1, min(size, len(files))).round().astype(int)]
+    batches = []
+    for path in dict.fromkeys(picks):
+        try:
+            with Image.open(path) as image:
+                batches.append(preprocess(image)[None])
+        except (OSError, UnidentifiedImageError) as err:
+            raise EdgeMlpError(f"cannot read calibration image {path}: {err}") from None
+    return batches
+
+
+def synthetic_images(preprocess: Preprocessing, size: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    side = max(preprocess.resize, *preprocess.crop)
+    fy = np.fft.fftfreq(side)[:, None]
+    fx = np.fft.rfftfreq(side)[None, :]
+    radius = np.sqrt(fx**2 + fy**2)
+    radius[0, 0] = 1.0 / side
+    mix = np.array([[1.0, 0.9, 0.8], [0.9, 1.0, 0.9], [0.8, 0.9, 1.0]])  # channels correlate in photos
+    out = []
+    for _ in range(size):
+        alpha = rng.uniform(0.8, 1.4)  # natural images: amplitude ~ 1/f^alpha
+        planes = []
+        for _ in range(3):
+            spectrum = radius**-alpha * np.exp(2j * np.pi * rng.random(radius.shape))
+            plane = np.fft.irfft2(spectrum, s=(side, side))
+            planes.append((plane - plane.mean()) / (plane.std() + 1e-8))
+        rgb = np.tensordot(np.stack(planes, -1), mix.T, axes=1) / mix.sum(1)
+        rgb = rgb * rng.uniform(30, 70) + rng.uniform(80, 170, size=3)
+        image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+        out.append(preprocess(image)[None])
+    return out

@@ -1,0 +1,151 @@
+"""The artifact manifest: one versioned schema, defined here only.
+
+Every converted artifact gets `<artifact>.manifest.json` next to it. The CLI, tests, benchmarks and
+the sample apps read it through this module (the apps mirror these field names in typed structs).
+Bump SCHEMA_VERSION on any change that renames, removes or retypes a field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import EdgeMlpError
+
+SCHEMA_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+@dataclass
+class QuantParams:
+    """Affine int8 mapping of an I/O tensor: real = (q - zero_point) * scale."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str  # "float32", "float16", "int8"
+    layout: str  # "NCHW" for images, "NC" for logits
+    quantization: QuantParams | None = None
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    family: str
+    config: dict[str, Any]  # full constructor arguments: create_model(name, **config) rebuilds it
+
+
+@dataclass
+class OutputInfo:
+    tensor: TensorSpec
+    meaning: str
+    num_classes: int
+    labels_file: str | None = None
+
+
+@dataclass
+class QuantizationInfo:
+    scheme: str  # human-readable: what is int8, per-channel or per-tensor, which tool
+    tool: str
+    calibration: dict[str, Any] | None = None
+
+
+@dataclass
+class ShiftLoweringInfo:
+    requested: str  # "auto", "slice", "roll", or "none" for models without a shift
+    used: str
+    reason: str
+
+
+@dataclass
+class FileInfo:
+    file: str | None  # artifact: its file name next to the manifest; weights: the source path
+    sha256: str | None
+    size_bytes: int | None = None
+
+
+@dataclass
+class TargetInfo:
+    name: str  # executorch | coreml | tflite | onnx
+    runtime: dict[str, str]  # package -> version used to convert
+
+
+@dataclass
+class Manifest:
+    model: ModelInfo
+    input: TensorSpec
+    output: OutputInfo
+    preprocessing: dict[str, Any]
+    precision: str
+    quantization: QuantizationInfo | None
+    shift_lowering: ShiftLoweringInfo
+    target: TargetInfo
+    artifact: FileInfo
+    weights: FileInfo
+    coverage: dict[str, Any]  # ExecuTorch: delegated vs not, by op; TFLite: op histogram; ...
+    conversion: dict[str, Any]  # wall_time_s and per-stage seconds
+    edge_mlp_version: str
+    schema_version: int = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise EdgeMlpError(
+                f"manifest schema version {version!r} is not supported (this edge-mlp reads "
+                f"version {SCHEMA_VERSION}); re-convert the artifact with this edge-mlp"
+            )
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError) as err:
+            raise EdgeMlpError(f"manifest is malformed: {err}") from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Manifest":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise EdgeMlpError(f"cannot read manifest {path}: {err}") from None
+        return cls.from_dict(data)
+
+
+_NESTED = {
+    "model": ModelInfo, "input": TensorSpec, "output": OutputInfo, "quantization": QuantizationInfo,
+    "shift_lowering": ShiftLoweringInfo, "target": TargetInfo, "artifact": FileInfo,
+    "weights": FileInfo, "tensor": TensorSpec,
+}
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise KeyError(f"missing field {cls.__name__}.{f.name}")
+            continue
+        value = data[f.name]
+        if f.name == "quantization" and cls is TensorSpec:
+            value = QuantParams(**value) if value else None
+        elif f.name in _NESTED and isinstance(value, dict):
+            value = _build(_NESTED[f.name], value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def manifest_path(artifact: str | Path) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
