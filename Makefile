@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The main job on the shipped default: as_mlp_mobile to every target (each in its default precision).
 demo: setup
 	$(VENV)/bin/edge-mlp list
-	$(VENV)/bin/edge-mlp forward as_mlp_mobile
+	$(VENV)/bin/edge-mlp convert as_mlp_mobile --target all --out out/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -25,16 +25,13 @@ directories given on the command line. References:
 - The ``*_mobile`` variants have no official config; they are built from the official classes with
   the widths edge_mlp documents.
 
-How to run (CPU, about a minute on 2 cores)::
+How to run (CPU, about a minute on 2 cores), from the repository root, with clones of
+svip-lab/AS-MLP and ShoufaChen/CycleMLP and a Python that has torch, torchvision and timm::
 
-    mkdir -p /tmp/official/as-mlp /tmp/official/cycle-mlp
-    git --git-dir=/work/.mirror/svip-lab+AS-MLP/repo archive HEAD | tar -x -C /tmp/official/as-mlp
-    git --git-dir=/work/.mirror/ShoufaChen+CycleMLP/repo archive HEAD \
-        | tar -x -C /tmp/official/cycle-mlp
-    PYTHONPATH=. /tmp/offvenv/bin/python benchmarks/verify_official.py \
-        --as-mlp-repo /tmp/official/as-mlp --cycle-mlp-repo /tmp/official/cycle-mlp \
-        --as-mlp-commit "$(git --git-dir=/work/.mirror/svip-lab+AS-MLP/repo rev-parse HEAD)" \
-        --cycle-mlp-commit "$(git --git-dir=/work/.mirror/ShoufaChen+CycleMLP/repo rev-parse HEAD)"
+    PYTHONPATH=. python benchmarks/verify_official.py \
+        --as-mlp-repo ../AS-MLP --cycle-mlp-repo ../CycleMLP \
+        --as-mlp-commit "$(git -C ../AS-MLP rev-parse HEAD)" \
+        --cycle-mlp-commit "$(git -C ../CycleMLP rev-parse HEAD)"
 
 The interpreter needs torch, torchvision, timm and PyYAML (the official code's dependencies);
 edge_mlp itself only needs torch. Results go to ``benchmarks/results/official_parity.json``;

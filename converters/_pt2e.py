@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -18,11 +18,14 @@ def quantize_pt2e(
     calibration: Sequence[torch.Tensor],
     stage: StageTimer,
     fold_quantize: bool = True,
+    rewrite: Callable[[torch.fx.GraphModule], None] | None = None,
 ) -> torch.fx.GraphModule:
     if not calibration:
         raise ValueError("int8 quantization needs calibration data")
     with stage("export"):
         graph = torch.export.export(model, (example,)).module()
+        if rewrite is not None:  # target-specific graph fix-ups before annotation
+            rewrite(graph)
     with stage("quantize"):
         prepared = prepare_pt2e(graph, quantizer)
     with stage("calibrate"), torch.no_grad():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
+from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import QuantizationInfo, QuantParams, TensorSpec
 
 from ._pt2e import op_histogram, quantize_pt2e
@@ -26,6 +30,59 @@ def _spec(detail: dict, layout: str) -> TensorSpec:
     dtype = np.dtype(detail["dtype"]).name
     quant = QuantParams(float(scale), int(zero_point)) if dtype in ("int8", "uint8") else None
     return TensorSpec(detail["name"], [int(s) for s in detail["shape"]], dtype, layout, quant)
+
+
+_RESHAPES = (torch.ops.aten.reshape.default, torch.ops.aten.view.default)
+
+
+def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
+    """Let litert's quantizer give every softmax TFLite's fixed int8 output params (1/256, -128).
+
+    Its annotator does so only for `aten._softmax` whose input is an already-annotated op output.
+    CycleMLP's gate reshapes a linear output right before its softmax, and the reshape would only
+    be annotated later (by propagation), so the softmax got observed params and the TFLite runtime
+    rejected it. We spell softmax as `_softmax` and annotate the reshape as sharing its input's
+    params, as propagation would.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    act_qspec = quantizer.global_config.input_activation
+
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for node in graph.graph.nodes:
+            if node.op != "call_function" or node.target != torch.ops.aten.softmax.int:
+                continue
+            if len(node.args) > 2 and node.args[2] is not None:
+                continue  # softmax with a dtype cast: leave it alone
+            node.target = torch.ops.aten._softmax.default
+            node.args = (node.args[0], node.args[1], False)
+            node.kwargs = {}
+            source = node.args[0]
+            if source.op == "call_function" and source.target in _RESHAPES:
+                producer = source.args[0]
+                source.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={producer: act_qspec},
+                    output_qspec=SharedQuantizationSpec((producer, source)),
+                    _annotated=True,
+                )
+        graph.recompile()
+
+    return rewrite
+
+
+@contextmanager
+def _clear_errors(request: ConversionRequest) -> Iterator[None]:
+    """litert-torch reports MLIR failures as long ValueErrors: make them one actionable line."""
+    try:
+        yield
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = ""
+        if "batch_matmul" in first:
+            hint = (" (litert-torch 0.10 cannot lower a Linear over a 1x1 feature map: use a larger "
+                    "--img-size, e.g. 64 or more for CycleMLP)")
+        name = request.model.edge_config.name
+        raise EdgeMlpError(f"TFLite conversion of {name} failed: {first}{hint}") from None
 
 
 def _executed_ops(it) -> list[str]:
@@ -74,8 +131,9 @@ class TFLiteConverter(Converter):
             from litert_torch.quantize.quant_config import QuantConfig
 
             quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            graph = quantize_pt2e(model, x, quantizer, request.calibration, request.stage, fold_quantize=False)
-            with request.stage("lower"):
+            graph = quantize_pt2e(model, x, quantizer, request.calibration, request.stage,
+                                  fold_quantize=False, rewrite=_fixed_softmax_qparams(quantizer))
+            with request.stage("lower"), _clear_errors(request):
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
             quantization = QuantizationInfo(
                 scheme="static int8: per-channel symmetric weights, per-tensor activations, int8 I/O "
@@ -83,7 +141,7 @@ class TFLiteConverter(Converter):
                 tool="litert-torch PT2EQuantizer",
             )
         else:
-            with request.stage("lower"):
+            with request.stage("lower"), _clear_errors(request):
                 edge_model = litert_torch.convert(model, (x,))
         path = request.work_dir / f"{request.stem}{self.suffix}"
         with request.stage("save"):

@@ -132,6 +132,17 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(name=name, family=spec.family, kwargs=kwargs, data=spec.data)
 
 
+def config_from_record(name: str, kwargs: Mapping[str, Any]) -> ModelConfig:
+    """Rebuild a resolved config from its recorded form (e.g. a manifest's model.config)."""
+    spec = get_spec(name)
+    params = inspect.signature(spec.builder).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ConfigError(f"recorded config of {name} has unknown fields {', '.join(unknown)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return ModelConfig(name=name, family=spec.family, kwargs=fixed, data=spec.data)
+
+
 def build(config: ModelConfig) -> nn.Module:
     """Build a model from a resolved config (e.g. one read back from a manifest)."""
     spec = get_spec(config.name)

@@ -54,9 +54,11 @@ class CycleMLP(nn.Module):
         w = self.sfc_w.forward_nhwc(x)
         c_ = self.mlp_c(x)
         a = (h + w + c_).mean(dim=(1, 2))
-        a = self.reweight(a).reshape(b, c, 3).permute(2, 0, 1).softmax(dim=0)
-        a = a.unsqueeze(2).unsqueeze(2)
-        x = h * a[0] + w * a[1] + c_ * a[2]
+        # Softmax over the three branch weights of each channel. The official code permutes them to
+        # the front and reduces over dim 0; the last axis is the same math and is the only softmax
+        # axis mobile runtimes (TFLite) support natively.
+        a = self.reweight(a).reshape(b, 1, 1, c, 3).softmax(dim=-1)
+        x = h * a[..., 0] + w * a[..., 1] + c_ * a[..., 2]
         return self.proj_drop(self.proj(x))
 
 

@@ -116,7 +116,9 @@ class CycleFC(nn.Module):
         if self.groups != 1:
             return self(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         x = self.shift(x, 3, self.shift_axis - 1)
-        return F.linear(x, self.weight.flatten(1), self.bias)
+        # 2-D matmul: a rank-4 linear with a reshaped weight lowers to an invalid TFLite batch_matmul.
+        y = F.linear(x.reshape(-1, self.in_channels), self.weight.flatten(1), self.bias)
+        return y.reshape(*x.shape[:-1], self.out_channels)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, local_metadata: dict, strict: bool,

@@ -1,0 +1,129 @@
+"""Every target x precision converts, runs on its real runtime, and matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import converters
+from edge_mlp.calibration import synthetic_images
+from edge_mlp.fileio import sha256_path
+from edge_mlp.manifest import SCHEMA_VERSION, Manifest
+from edge_mlp.models import build, config_from_record
+from edge_mlp.preprocess import Preprocessing
+
+from .conftest import TEST_CLASSES, TEST_IMG, TEST_MODELS
+
+RUNNABLE = [("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"), ("tflite", "int8"),
+            ("onnx", "fp32"), ("onnx", "int8")]
+COREML = ["fp32", "fp16", "int8", "w8"]
+
+
+def _reference(manifest: Manifest, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Test images (natural-image statistics, not the calibration seed) and PyTorch fp32 logits."""
+    config = config_from_record(manifest.model.name, manifest.model.config)
+    torch.manual_seed(0)
+    model = build(config).eval()  # same seed as the converter: identical random-init weights
+    x = np.concatenate(synthetic_images(Preprocessing.for_model(config), n, seed=123))
+    with torch.no_grad():
+        return x, model(torch.from_numpy(x)).numpy()
+
+
+def _run(target: str, artifact, x: np.ndarray) -> np.ndarray:
+    conv = converters.get_converter(target)
+    return np.concatenate([conv.run(artifact, x[i : i + 1]) for i in range(len(x))])
+
+
+@pytest.mark.parametrize("target,precision", RUNNABLE)
+@pytest.mark.parametrize("model", list(TEST_MODELS))
+def test_artifact_runs_on_its_runtime_and_matches_pytorch(converted, model: str, target: str, precision: str) -> None:
+    result = converted(model, target, precision)
+    x, ref = _reference(result.manifest)
+    out = _run(target, result.artifact, x)
+    assert out.shape == ref.shape == (len(x), TEST_CLASSES)
+    if precision == "fp32":
+        logit_range = float(ref.max() - ref.min())
+        assert np.abs(out - ref).max() <= 1e-4 * logit_range
+        assert (out.argmax(1) == ref.argmax(1)).all()
+    else:
+        cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
+        assert cos.min() >= 0.99, cos
+
+
+@pytest.mark.parametrize("target,precision", RUNNABLE + [("coreml", p) for p in COREML])
+def test_manifest_describes_the_artifact(converted, target: str, precision: str) -> None:
+    result = converted("as_mlp_mobile", target, precision)
+    m = Manifest.read(result.manifest_path)
+    assert m.schema_version == SCHEMA_VERSION
+    assert m.artifact.file == result.artifact.name
+    assert m.artifact.sha256 == sha256_path(result.artifact)
+    assert m.model.name == "as_mlp_mobile" and m.model.config["depths"] == [1, 1, 1, 1]
+    assert m.input.shape == [1, 3, TEST_IMG, TEST_IMG] and m.output.tensor.shape == [1, TEST_CLASSES]
+    assert m.preprocessing["crop"] == [TEST_IMG, TEST_IMG] and m.preprocessing["mean"] == [0.485, 0.456, 0.406]
+    assert m.target.name == target and "torch" in m.target.runtime
+    assert m.precision == precision
+    assert m.shift_lowering.requested == "auto"
+    assert m.shift_lowering.used == converters.get_converter(target).preferred_lowering
+    assert m.conversion["wall_time_s"] > 0 and m.edge_mlp_version
+    if precision in ("int8", "w8"):
+        assert m.quantization is not None and m.quantization.scheme
+    if precision == "int8":
+        assert m.quantization.calibration["size"] == 8 and m.quantization.calibration["source"] == "demo"
+    if target == "tflite" and precision == "int8":
+        assert m.input.dtype == "int8" and m.input.quantization.scale > 0
+        assert m.output.tensor.quantization is not None
+    if target == "executorch":
+        assert m.coverage["compute_ops_delegated"] > 0
+        assert set(m.coverage["by_operator"]) >= set(m.coverage["non_delegated_compute_ops"])
+    if target == "tflite":
+        assert m.coverage["ops_total"] == sum(m.coverage["op_histogram"].values())
+    json.loads(result.manifest_path.read_text())  # plain JSON for the apps
+
+
+@pytest.mark.parametrize("precision", COREML)
+@pytest.mark.parametrize("model", list(TEST_MODELS))
+def test_coreml_package_is_structurally_sound(converted, model: str, precision: str) -> None:
+    import coremltools as ct
+
+    result = converted(model, "coreml", precision)
+    mlmodel = ct.models.MLModel(str(result.artifact), skip_model_load=True)
+    spec = mlmodel.get_spec()
+    assert spec.WhichOneof("Type") == "mlProgram"
+    (inp,), (out,) = spec.description.input, spec.description.output
+    assert list(inp.type.multiArrayType.shape) == [1, 3, TEST_IMG, TEST_IMG]
+    assert inp.name == result.manifest.input.name and out.name == result.manifest.output.tensor.name
+    ops = result.manifest.coverage["mil_op_histogram"]
+    compute = {"conv", "linear", "matmul"} & set(ops)
+    assert compute, ops
+    if precision == "int8":
+        assert {"quantize", "dequantize"} <= set(ops) or "constexpr_affine_dequantize" in ops
+    if precision == "w8":
+        assert "constexpr_affine_dequantize" in ops
+    if precision in ("fp16", "w8"):
+        assert "cast" in ops  # fp32 I/O around fp16 compute
+    if precision == "fp32":
+        assert not any(op.startswith("constexpr") or op in ("quantize", "dequantize") for op in ops)
+
+
+@pytest.mark.parametrize("target", ["executorch", "tflite"])
+def test_same_inputs_give_identical_bytes(converted, target: str) -> None:
+    first = converted("as_mlp_mobile", target, "int8")
+    second = converted("as_mlp_mobile", target, "int8", shift_lowering="auto", calib="demo")
+    assert first.artifact != second.artifact
+    assert first.artifact.read_bytes() == second.artifact.read_bytes()
+
+
+def test_explicit_lowering_is_recorded_and_equivalent(converted) -> None:
+    roll = converted("as_mlp_mobile", "onnx", "fp32", shift_lowering="roll")
+    assert roll.manifest.shift_lowering.used == "roll"
+    assert roll.manifest.shift_lowering.reason == "requested explicitly"
+    x, ref = _reference(roll.manifest)
+    assert np.abs(_run("onnx", roll.artifact, x) - ref).max() <= 1e-4 * float(ref.max() - ref.min())
+
+
+def test_mixer_records_that_it_has_no_shift(converted) -> None:
+    m = converted("mixer_mobile", "onnx", "fp32").manifest
+    assert (m.shift_lowering.requested, m.shift_lowering.used) == ("none", "none")
