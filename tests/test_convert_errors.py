@@ -39,7 +39,7 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
     err = capsys.readouterr().err.strip()
     assert err.startswith("edge-mlp: error: ") and match in err, err
     assert "\n" not in err
-    assert _files(out) == [] if out.is_dir() else True
+    assert not out.exists() or _files(out) == []
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -130,3 +130,12 @@ def test_interrupted_conversion_leaves_nothing(tmp_path: Path, sig: int) -> None
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert _files(out) == []
+
+
+def test_default_precisions_per_target() -> None:
+    from edge_mlp.convert import plan
+
+    steps = plan(ConvertJob(model="as_mlp_mobile", target="all")).steps
+    assert {conv.target: precision for conv, precision in steps} == {
+        "executorch": "int8", "tflite": "int8", "onnx": "int8", "coreml": "fp16"}
+    assert [p for _, p in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4
