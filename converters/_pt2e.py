@@ -35,8 +35,40 @@ def quantize_pt2e(
         return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
+def quantize_request(converter: Any, request: Any, fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, Any]:
+    """The request's model through the converter's own PT2E recipe: (quantized graph, quantizer)."""
+    quantizer, rewrite, _ = converter.pt2e_recipe(request.float_modules)
+    graph = quantize_pt2e(request.model, request.example, quantizer, request.calibration, request.stage,
+                          fold_quantize=fold_quantize, rewrite=rewrite)
+    return graph, quantizer
+
+
 def op_histogram(names: Sequence[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def mark_float(modules: Sequence[str]) -> Callable[[torch.fx.GraphModule], None]:
+    """A pre-annotation rewrite that keeps nodes inside `modules` in float: they are marked as
+    annotated with no quantization specs, and PT2E annotators skip annotated nodes."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    from .base import in_modules
+
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for node in graph.graph.nodes:
+            if node.op == "call_function" and in_modules(node, modules):
+                node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+
+    return rewrite
+
+
+def chain(*rewrites: Callable[[torch.fx.GraphModule], None] | None) -> Callable[[torch.fx.GraphModule], None]:
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for r in rewrites:
+            if r is not None:
+                r(graph)
+
+    return rewrite

@@ -36,6 +36,7 @@ class ConversionRequest:
     stem: str  # artifact file name without suffix
     num_classes: int
     stage: StageTimer  # `with request.stage("export"): ...` times and reports a stage
+    float_modules: tuple[str, ...] = ()  # int8: module paths (blocks) to keep in float
 
 
 @dataclass
@@ -63,8 +64,25 @@ class Converter(ABC):
         """Write the artifact for `request` into `request.work_dir` and describe it."""
 
     @abstractmethod
+    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+        """Load the artifact on the host runtime once: the result maps a float32 NCHW batch of
+        one to float32 logits (int8 I/O is quantized and dequantized inside)."""
+
     def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
-        """Run the artifact on the host runtime: float32 NCHW batch of one -> float32 logits."""
+        return self.load(artifact)(x)
+
+    def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
+        """(quantizer, graph rewrite or None, note) of this target's int8, leaving `float_modules`
+        unquantized; PT2E-free targets return the XNNPACK recipe as the closest simulation."""
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        if float_modules:
+            quantizer.set_filter_function(lambda node: not in_modules(node, float_modules))
+        return quantizer, None, "XNNPACKQuantizer PT2E (per-channel symmetric weights, per-tensor activations)"
 
     @abstractmethod
     def coverage_summary(self, coverage: dict[str, Any]) -> str:
@@ -98,6 +116,12 @@ def get_converter(target: str) -> Converter:
         return _TARGETS[target]
     except KeyError:
         raise EdgeMlpError(f"unknown target {target!r}; choose one of {', '.join(_TARGETS)} or all") from None
+
+
+def in_modules(node: torch.fx.Node, modules: Sequence[str]) -> bool:
+    """Whether an exported graph node comes from inside one of the named modules."""
+    paths = {path for path, _ in (node.meta.get("nn_module_stack") or {}).values()}
+    return any(m in paths for m in modules)
 
 
 def float_spec(name: str, shape: Sequence[int], layout: str) -> TensorSpec:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ import torch
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import QuantizationInfo
 
-from ._pt2e import op_histogram, quantize_pt2e
+from ._pt2e import op_histogram, quantize_request
 from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
 
 
@@ -34,13 +35,7 @@ class CoreMLConverter(Converter):
         model, x = request.model, request.example
         quantization = None
         if request.precision == "int8":
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer,
-                get_symmetric_quantization_config,
-            )
-
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            model = quantize_pt2e(model, x, quantizer, request.calibration, request.stage)
+            model, _ = quantize_request(self, request)
             quantization = QuantizationInfo(
                 scheme="W8A8: per-channel symmetric int8 weights, per-tensor int8 activations "
                        "(PT2E Q/DQ graph -> MIL quantize/dequantize), fp16 compute elsewhere",
@@ -91,7 +86,7 @@ class CoreMLConverter(Converter):
         ops = coverage["mil_op_histogram"]
         return f"{sum(n for op, n in ops.items() if op != 'const')} MIL ops"
 
-    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
         if platform.system() != "Darwin":
             raise EdgeMlpError(
                 "Core ML prediction needs macOS; on Linux a .mlpackage can be converted and checked "
@@ -101,5 +96,6 @@ class CoreMLConverter(Converter):
 
         mlmodel = ct.models.MLModel(str(artifact))
         spec = mlmodel.get_spec()
-        out = mlmodel.predict({spec.description.input[0].name: np.ascontiguousarray(x, np.float32)})
-        return np.asarray(out[spec.description.output[0].name], dtype=np.float32)
+        name_in, name_out = spec.description.input[0].name, spec.description.output[0].name
+        return lambda x: np.asarray(
+            mlmodel.predict({name_in: np.ascontiguousarray(x, np.float32)})[name_out], dtype=np.float32)

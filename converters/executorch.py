@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from edge_mlp.manifest import QuantizationInfo
 
-from ._pt2e import quantize_pt2e
+from ._pt2e import quantize_request
 from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
 
 # Graph bookkeeping nodes that are neither compute nor a delegation failure.
@@ -37,13 +38,7 @@ class ExecuTorchConverter(Converter):
         model, x = request.model, request.example
         quantization = None
         if request.precision == "int8":
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer,
-                get_symmetric_quantization_config,
-            )
-
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            model = quantize_pt2e(model, x, quantizer, request.calibration, request.stage)
+            model, _ = quantize_request(self, request)
             quantization = QuantizationInfo(
                 scheme="static int8: per-channel symmetric weights, per-tensor affine activations "
                        "(PT2E Q/DQ; ops XNNPACKQuantizer does not annotate stay float)",
@@ -86,8 +81,8 @@ class ExecuTorchConverter(Converter):
     def coverage_summary(self, coverage: dict) -> str:
         return f"{coverage['compute_ops_delegated']}/{coverage['compute_ops_total']} ops delegated"
 
-    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
         from executorch.runtime import Runtime
 
         method = Runtime.get().load_program(str(artifact)).load_method("forward")
-        return method.execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])[0].numpy()
+        return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])[0].numpy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +14,18 @@ from ._pt2e import op_histogram
 from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
 
 OPSET = 17
+
+
+def _onnx_scopes(module: str) -> set[str]:
+    """How the TorchScript exporter spells a module's scope in node names: list indices stay on
+    their parent ("/layers.0/blocks.1/..."), nested containers use the full path ("/network.0.0/")."""
+    merged: list[str] = []
+    for part in module.split("."):
+        if part.isdigit() and merged:
+            merged[-1] += f".{part}"
+        else:
+            merged.append(part)
+    return {f"/{'/'.join(merged)}/", f"/{module}/"}
 
 
 @register
@@ -53,10 +66,12 @@ class OnnxConverter(Converter):
             prepared = request.work_dir / "prepared.onnx"
             with request.stage("quantize"):
                 quant_pre_process(str(fp32_path), str(prepared))
+            scopes = [scope for name in request.float_modules for scope in _onnx_scopes(name)]
+            excluded = [n.name for n in onnx.load(str(prepared)).graph.node if any(s in n.name for s in scopes)]
             with request.stage("calibrate"):
                 quantize_static(
                     str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                 )
             for tmp in (fp32_path, prepared):
                 tmp.unlink()
@@ -77,8 +92,13 @@ class OnnxConverter(Converter):
     def coverage_summary(self, coverage: dict) -> str:
         return f"{sum(coverage['op_histogram'].values())} nodes"
 
-    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+    def pt2e_recipe(self, float_modules: Sequence[str] = ()):
+        quantizer, rewrite, _ = super().pt2e_recipe(float_modules)
+        return quantizer, rewrite, ("XNNPACKQuantizer PT2E as a stand-in for ONNX Runtime's static QDQ "
+                                    "(same scheme: per-channel symmetric weights, per-tensor activations)")
+
+    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
-        return session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
+        return lambda x: session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]

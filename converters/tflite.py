@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import QuantizationInfo, QuantParams, TensorSpec
 
-from ._pt2e import op_histogram, quantize_pt2e
+from ._pt2e import chain, mark_float, op_histogram, quantize_request
 from .base import ConversionOutput, ConversionRequest, Converter, register
 
 
@@ -121,18 +121,24 @@ class TFLiteConverter(Converter):
     )
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
 
+    def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        # litert's set_module_name does not match torch 2.13's module-stack keys: mark float nodes
+        # as annotated up front instead, which its annotators skip.
+        rewrite = chain(mark_float(float_modules) if float_modules else None, _fixed_softmax_qparams(quantizer))
+        return quantizer, rewrite, "litert-torch PT2EQuantizer (as converted)"
+
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import litert_torch
 
         model, x = request.model, request.example
         quantization = None
         if request.precision == "int8":
-            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
             from litert_torch.quantize.quant_config import QuantConfig
 
-            quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            graph = quantize_pt2e(model, x, quantizer, request.calibration, request.stage,
-                                  fold_quantize=False, rewrite=_fixed_softmax_qparams(quantizer))
+            graph, quantizer = quantize_request(self, request, fold_quantize=False)
             with request.stage("lower"), _clear_errors(request):
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
             quantization = QuantizationInfo(
@@ -173,18 +179,22 @@ class TFLiteConverter(Converter):
         return (f"{coverage['ops_delegated']}/{coverage['ops_total']} ops delegated, "
                 f"{coverage['transpose_ops']} TRANSPOSE")
 
-    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
         it = _interpreter(artifact)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        x = np.ascontiguousarray(x, np.float32)
-        if np.dtype(inp["dtype"]) != np.float32:
-            scale, zero_point = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if np.dtype(out["dtype"]) != np.float32:
-            scale, zero_point = out["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        return y.astype(np.float32)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            x = np.ascontiguousarray(x, np.float32)
+            if np.dtype(inp["dtype"]) != np.float32:
+                scale, zero_point = inp["quantization"]
+                info = np.iinfo(inp["dtype"])
+                x = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
+            it.set_tensor(inp["index"], x)
+            it.invoke()
+            y = it.get_tensor(out["index"])
+            if np.dtype(out["dtype"]) != np.float32:
+                scale, zero_point = out["quantization"]
+                y = (y.astype(np.float32) - zero_point) * scale
+            return y.astype(np.float32)
+
+        return run

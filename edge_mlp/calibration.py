@@ -1,4 +1,8 @@
-"""Calibration images for static int8 quantization: an image folder, or the built-in `demo` set."""
+"""Calibration images for static int8 quantization.
+
+`demo` is the committed real calibration subset (256 Fashion-MNIST training images), `synthetic`
+generates images with natural-image statistics, anything else is an image folder.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from .errors import EdgeMlpError
 from .preprocess import Preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-DEMO_NOTE = (
+FASHION_NOTE = "real images: 256 stratified Fashion-MNIST training images (edge_mlp/assets)"
+SYNTHETIC_NOTE = (
     "synthetic images with natural-image statistics (1/f amplitude spectrum, correlated RGB), "
     "generated deterministically; not real photos"
 )
@@ -32,7 +37,15 @@ def load_calibration(source: str, preprocess: Preprocessing, size: int, seed: in
     if size < 1:
         raise EdgeMlpError(f"--calib-size must be at least 1, got {size}")
     if source == "demo":
-        return CalibrationSet(synthetic_images(preprocess, size, seed), "demo", DEMO_NOTE)
+        from .data import npz, preprocess_all
+        from .demo import CALIB_SUBSET
+
+        images = npz(CALIB_SUBSET).images
+        picks = np.linspace(0, len(images) - 1, min(size, len(images))).round().astype(int)
+        batches = list(preprocess_all([images[i] for i in picks], preprocess)[:, None])
+        return CalibrationSet(batches, "demo", FASHION_NOTE)
+    if source == "synthetic":
+        return CalibrationSet(synthetic_images(preprocess, size, seed), "synthetic", SYNTHETIC_NOTE)
     return CalibrationSet(folder_images(Path(source), preprocess, size), str(source),
                           "image folder, evenly spaced over the sorted file list")
 

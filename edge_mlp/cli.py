@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rich.console import Console
@@ -117,6 +119,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         model=args.name, target=args.target, precision=args.precision, weights=args.weights,
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
         calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
+        max_drop=args.max_drop,
     )
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -131,6 +134,46 @@ def cmd_convert(args: argparse.Namespace) -> int:
                       f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
                       m.shift_lowering.used)
     console.print(table)
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import run_parity, write_json
+
+    with console.status("running artifact and PyTorch reference..."):
+        report = run_parity(args.artifact, data=args.data, limit=args.limit)
+    table = Table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("top-1 PyTorch fp32", f"{report.top1_reference:.2f} %"),
+        (f"top-1 {report.target} {report.precision}", f"{report.top1_artifact:.2f} %"),
+        ("accuracy drop", f"{report.drop_pts:+.2f} pts"),
+        ("top-1 agreement", f"{report.agreement:.2f} %"),
+        ("max |logit diff|", f"{report.max_abs_diff:.3g} ({report.max_abs_diff_rel:.2g} of range)"),
+        ("mean |logit diff|", f"{report.mean_abs_diff:.3g}"),
+        ("cosine mean / min", f"{report.cosine_mean:.5f} / {report.cosine_min:.5f}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if args.json:
+        write_json([report], args.json)
+    if args.per_layer:
+        from .parity import per_layer_report
+
+        with console.status("per-block SQNR of the int8 simulation..."):
+            blocks, note = per_layer_report(args.artifact, data=args.data)
+        layers = Table(title=f"per-block SQNR, worst first ({note})")
+        for col in ("block", "type", "SQNR dB"):
+            layers.add_column(col, justify="right" if col == "SQNR dB" else "left")
+        for b in blocks:
+            layers.add_row(b.block, b.kind, f"{b.sqnr_db:.1f}")
+        console.print(layers)
+    if args.max_drop is not None and report.drop_pts > args.max_drop:
+        err_console.print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
+                          highlight=False)
+        return 1
     return 0
 
 
@@ -165,14 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--target", required=True, choices=[*list_targets(), "all"])
     p.add_argument("--precision", choices=PRECISIONS, help="default: int8 (executorch/tflite/onnx), fp16 (coreml)")
-    p.add_argument("--weights", help="checkpoint to load (default: random init, for pipeline checks)")
+    p.add_argument("--weights", help="checkpoint to load, or 'demo' for the shipped Fashion-MNIST "
+                   "checkpoint (default: random init, for pipeline checks)")
     p.add_argument("--img-size", type=int)
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--calib", default="demo", help="image folder (flat or class subfolders) or 'demo'")
+    p.add_argument("--calib", default="demo", help="image folder (flat or class subfolders), 'demo' (real "
+                   "Fashion-MNIST calibration subset, default) or 'synthetic'")
     p.add_argument("--calib-size", type=int, default=32, help="calibration images for int8 (default 32)")
     p.add_argument("--shift-lowering", default="auto", choices=["auto", "slice", "roll"])
     p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--max-drop", type=float, metavar="PTS",
+                   help="int8 accuracy budget: keep the most sensitive blocks in float until the top-1 "
+                        "drop on the labelled calibration data is at most PTS points")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("parity", help="accuracy of an artifact on its runtime vs PyTorch fp32, on labelled images")
+    p.add_argument("artifact", help="artifact or its .manifest.json")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (test split), a class-subfolder DIR, or FILE.npz")
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--max-drop", type=float, help="exit 1 when the accuracy drop exceeds PTS points")
+    p.add_argument("--json", help="write the report as JSON")
+    p.add_argument("--per-layer", action="store_true",
+                   help="int8 artifacts: SQNR of each block's output, simulated int8 vs fp32, worst first")
+    p.set_defaults(func=cmd_parity)
     return parser
 
 
@@ -190,8 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"edge-mlp: error: {err}", markup=False, highlight=False, soft_wrap=True)
         return err.exit_code
     except KeyboardInterrupt:
+        # Staging folders were removed while the exception unwound. Leave right away: letting the
+        # interpreter finalize can re-deliver the signal and end the process by SIGINT instead.
         err_console.print("edge-mlp: interrupted", highlight=False)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ interrupted run leaves nothing half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections import defaultdict
@@ -23,11 +24,14 @@ from .calibration import CalibrationSet, load_calibration
 from .errors import EdgeMlpError
 from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
+from .demo import demo_config, demo_labels, demo_weights
 from .models import ModelConfig, build, get_spec, resolve_config
 from .preprocess import Preprocessing
 from .weights import check_fit, read_state_dict
 
 SHIFT_LOWERINGS = ("auto", "slice", "roll")
+DEMO_WEIGHTS = "demo"  # --weights demo: the shipped Fashion-MNIST checkpoint of the model
+CALIB_BUILTINS = ("demo", "synthetic")
 LABELS_SUFFIX = ".labels.txt"
 
 
@@ -48,6 +52,7 @@ class ConvertJob:
     shift_lowering: str = "auto"
     out_dir: str = "out"
     overrides: dict[str, Any] = field(default_factory=dict)  # further create_model overrides
+    max_drop: float | None = None  # int8: keep the most sensitive blocks in float until the drop fits
 
 
 @dataclass
@@ -60,7 +65,7 @@ class ConvertResult:
 @dataclass
 class _Plan:
     steps: list[tuple[Any, str]]  # (converter, precision)
-    base_overrides: dict[str, Any]
+    config: ModelConfig  # before the per-target shift lowering
     has_shift: bool
 
 
@@ -88,29 +93,50 @@ def plan(job: ConvertJob) -> _Plan:
         overrides["img_size"] = job.img_size
     if job.num_classes is not None:
         overrides["num_classes"] = job.num_classes
-    resolve_config(job.model, **overrides)  # unknown overrides fail here, before any work
-    if job.weights is not None and not Path(job.weights).is_file():
-        raise EdgeMlpError(f"weights file not found: {job.weights}")
-    if job.calib != "demo" and any(p == "int8" for _, p in steps) and not Path(job.calib).is_dir():
-        raise EdgeMlpError(f"calibration folder not found: {job.calib} (pass an image folder or 'demo')")
-    return _Plan(steps, overrides, has_shift)
+    if job.weights == DEMO_WEIGHTS:
+        if overrides:
+            raise EdgeMlpError(
+                f"--weights demo fixes the model config ({job.model} for 32x32 Fashion-MNIST); "
+                "drop --img-size / --num-classes"
+            )
+        config = demo_config(job.model)
+        demo_weights(job.model)
+    else:
+        config = resolve_config(job.model, **overrides)  # unknown overrides fail here, before any work
+        if job.weights is not None and not Path(job.weights).is_file():
+            raise EdgeMlpError(f"weights file not found: {job.weights}")
+    needs_calib = any(p == "int8" for _, p in steps)
+    if job.max_drop is not None:
+        if not needs_calib:
+            raise EdgeMlpError("--max-drop applies to int8 conversions; add --precision int8")
+        if job.calib == "synthetic":
+            raise EdgeMlpError("--max-drop measures accuracy: use labelled calibration data ('demo' or class subfolders)")
+    if needs_calib and job.calib not in CALIB_BUILTINS and not Path(job.calib).is_dir():
+        raise EdgeMlpError(f"calibration folder not found: {job.calib} (pass an image folder, 'demo' or 'synthetic')")
+    return _Plan(steps, config, has_shift)
 
 
 def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertResult]:
     the_plan = plan(job)
-    state = read_state_dict(job.weights) if job.weights else None
+    if job.weights == DEMO_WEIGHTS:
+        weights_path: Path | None = demo_weights(job.model)
+        labels: list[str] | None = list(demo_labels())
+    else:
+        weights_path = Path(job.weights) if job.weights else None
+        labels = _labels_beside(weights_path)
+    state = read_state_dict(weights_path) if weights_path else None
     weights_info = (
-        FileInfo(file=str(job.weights), sha256=sha256_file(job.weights), size_bytes=Path(job.weights).stat().st_size)
-        if job.weights else FileInfo(file=None, sha256=None)
+        FileInfo(file=f"demo:{job.model}" if job.weights == DEMO_WEIGHTS else str(weights_path),
+                 sha256=sha256_file(weights_path), size_bytes=weights_path.stat().st_size)
+        if weights_path else FileInfo(file=None, sha256=None)
     )
-    labels = _labels_beside(job.weights)
     models: dict[str, nn.Module] = {}
     calibration: CalibrationSet | None = None
     results = []
     for conv, precision in the_plan.steps:
         lowering, reason = _lowering_for(job.shift_lowering, conv, the_plan.has_shift)
         if lowering not in models:
-            models[lowering] = _build(job.model, the_plan.base_overrides, lowering, state, job.weights)
+            models[lowering] = _build(the_plan.config, lowering, state, weights_path)
         model = models[lowering]
         config: ModelConfig = model.edge_config
         preprocess = Preprocessing.for_model(config)
@@ -121,13 +147,60 @@ def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertRe
                 f"labels.txt beside the weights has {len(labels)} lines but the model has "
                 f"{config.num_classes} classes"
             )
-        results.append(_convert_one(
-            job, conv, precision, model, config, preprocess,
-            calibration if precision == "int8" else None,
-            ShiftLoweringInfo(job.shift_lowering if the_plan.has_shift else "none", lowering, reason),
-            weights_info, labels, progress,
-        ))
+        args = (conv, precision, model, config, preprocess, calibration if precision == "int8" else None,
+                ShiftLoweringInfo(job.shift_lowering if the_plan.has_shift else "none", lowering, reason),
+                weights_info, labels, progress)
+        if precision == "int8" and job.max_drop is not None:
+            results.append(_convert_within_budget(job, *args))
+        else:
+            results.append(_convert_one(Path(job.out_dir), *args))
     return results
+
+
+def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn.Module, config: ModelConfig,
+                           preprocess: Preprocessing, *rest: Any) -> ConvertResult:
+    """Convert to int8, measure the drop on labelled held-out data, and keep the block with the
+    worst int8 SQNR in float until the drop fits `job.max_drop`. Only the accepted artifact is
+    published."""
+    from .budget import holdout_accuracy, labelled_holdout, sensitivity_ranking
+
+    x, y, source = labelled_holdout(job.calib, preprocess, config.num_classes)
+    float_blocks: list[str] = []
+    ranking: list[str] | None = None
+    out_dir = Path(job.out_dir)
+    with staging_dir(out_dir) as attempts:
+        while True:
+            result = _convert_one(attempts, conv, precision, model, config, preprocess, *rest,
+                                  float_modules=tuple(float_blocks))
+            ref_top1, art_top1 = holdout_accuracy(conv, result.artifact, model, x, y)
+            drop = ref_top1 - art_top1
+            if drop <= job.max_drop:
+                break
+            if ranking is None:
+                ranking = sensitivity_ranking(conv, model, x)
+            remaining = [b for b in ranking if b not in float_blocks]
+            if not remaining:
+                raise EdgeMlpError(
+                    f"int8 {conv.target} cannot meet --max-drop {job.max_drop}: the drop is {drop:.2f} pts "
+                    "even with every block in float"
+                )
+            float_blocks.append(remaining[0])
+            remove_artifact(result.artifact)
+        manifest = result.manifest
+        assert manifest.quantization is not None
+        manifest.quantization.float_blocks = list(float_blocks)
+        manifest.quantization.accuracy_budget = {
+            "max_drop_pts": job.max_drop, "drop_pts": round(drop, 3), "reference_top1": round(ref_top1, 3),
+            "artifact_top1": round(art_top1, 3), "data": source, "images": int(len(y)),
+            "ranking": "worst int8 SQNR first (PT2E simulation, edge_mlp.sensitivity)",
+        }
+        manifest.write(result.manifest_path)
+        final = out_dir / result.artifact.name
+        if manifest.output.labels_file:
+            publish(attempts / manifest.output.labels_file, out_dir / manifest.output.labels_file)
+        publish(result.artifact, final)
+        publish(result.manifest_path, manifest_path(final))
+    return ConvertResult(final, manifest_path(final), manifest)
 
 
 def _lowering_for(requested: str, conv: Any, has_shift: bool) -> tuple[str, str]:
@@ -138,35 +211,34 @@ def _lowering_for(requested: str, conv: Any, has_shift: bool) -> tuple[str, str]
     return requested, "requested explicitly"
 
 
-def _build(name: str, overrides: dict[str, Any], lowering: str, state: dict | None, source: str | None) -> nn.Module:
-    kwargs = dict(overrides)
+def _build(config: ModelConfig, lowering: str, state: dict | None, source: Path | None) -> nn.Module:
     if lowering != "none":
-        kwargs["shift_lowering"] = lowering
+        config = dataclasses.replace(config, kwargs={**config.kwargs, "shift_lowering": lowering})
     torch.manual_seed(0)  # random-init conversions are reproducible too
-    model = build(resolve_config(name, **kwargs)).eval()
+    model = build(config).eval()
     if state is not None:
         check_fit(model, state, str(source))
         model.load_state_dict(state, strict=True)
     return model
 
 
-def _labels_beside(weights: str | None) -> list[str] | None:
+def _labels_beside(weights: Path | None) -> list[str] | None:
     if weights is None:
         return None
-    path = Path(weights).with_name("labels.txt")
+    path = weights.with_name("labels.txt")
     if not path.is_file():
         return None
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def _convert_one(
-    job: ConvertJob, conv: Any, precision: str, model: nn.Module, config: ModelConfig,
+    out_dir: Path, conv: Any, precision: str, model: nn.Module, config: ModelConfig,
     preprocess: Preprocessing, calibration: CalibrationSet | None, lowering: ShiftLoweringInfo,
     weights: FileInfo, labels: list[str] | None, progress: Progress | None,
+    float_modules: tuple[str, ...] = (),
 ) -> ConvertResult:
     from converters import ConversionRequest
 
-    out_dir = Path(job.out_dir)
     stem = f"{config.name}-{conv.target}-{precision}"
     stage_seconds: dict[str, float] = defaultdict(float)
 
@@ -191,6 +263,7 @@ def _convert_one(
             model=model, example=example, precision=precision,
             calibration=[torch.from_numpy(b) for b in calibration.batches] if calibration else [],
             work_dir=work, stem=stem, num_classes=config.num_classes, stage=stage,
+            float_modules=float_modules,
         )
         output = conv.convert(request)
         final = out_dir / output.path.name

@@ -55,6 +55,8 @@ class QuantizationInfo:
     scheme: str  # human-readable: what is int8, per-channel or per-tensor, which tool
     tool: str
     calibration: dict[str, Any] | None = None
+    float_blocks: list[str] = field(default_factory=list)  # blocks kept in float (accuracy budget)
+    accuracy_budget: dict[str, Any] | None = None  # --max-drop: the budget and the measured drop
 
 
 @dataclass

@@ -71,7 +71,7 @@ def test_manifest_describes_the_artifact(converted, target: str, precision: str)
     if precision in ("int8", "w8"):
         assert m.quantization is not None and m.quantization.scheme
     if precision == "int8":
-        assert m.quantization.calibration["size"] == 8 and m.quantization.calibration["source"] == "demo"
+        assert m.quantization.calibration["size"] == 8 and m.quantization.calibration["source"] == "synthetic"
     if target == "tflite" and precision == "int8":
         assert m.input.dtype == "int8" and m.input.quantization.scale > 0
         assert m.output.tensor.quantization is not None
@@ -111,7 +111,7 @@ def test_coreml_package_is_structurally_sound(converted, model: str, precision: 
 @pytest.mark.parametrize("target", ["executorch", "tflite"])
 def test_same_inputs_give_identical_bytes(converted, target: str) -> None:
     first = converted("as_mlp_mobile", target, "int8")
-    second = converted("as_mlp_mobile", target, "int8", shift_lowering="auto", calib="demo")
+    second = converted("as_mlp_mobile", target, "int8", shift_lowering="auto", calib="synthetic")
     assert first.artifact != second.artifact
     assert first.artifact.read_bytes() == second.artifact.read_bytes()
 

@@ -1,0 +1,95 @@
+"""The README parity table: demo models x targets x precisions on the full Fashion-MNIST test set.
+
+    .venv/bin/python benchmarks/parity_table.py [--data fashion-mnist] [--limit N]
+
+Converts each demo model (`--weights demo`, real calibration subset) to every target that runs on
+this host, runs `edge_mlp.parity` on each artifact, writes `benchmarks/results/parity.json` and
+rewrites the table between the parity markers in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.demo import DEMO_MODELS, demo_record
+from edge_mlp.parity import run_parity
+
+ROOT = Path(__file__).resolve().parents[1]
+COMBOS = [(t, p) for t in ("executorch", "tflite", "onnx") for p in ("fp32", "int8")]
+BEGIN, END = "<!-- parity-table:begin -->", "<!-- parity-table:end -->"
+DEMO_BEGIN, DEMO_END = "<!-- demo-table:begin -->", "<!-- demo-table:end -->"
+
+
+def demo_markdown() -> str:
+    lines = ["| model | overrides | params | epochs | train time | test top-1 (10k) |", "|---|---|---:|---:|---:|---:|"]
+    for name in DEMO_MODELS:
+        r = demo_record(name)
+        overrides = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k not in ("img_size", "num_classes"))
+        lines.append(f"| {name} | {overrides} | {r['params']:,} | {r['epochs']} | {r['train_s'] / 60:.0f} min | "
+                     f"{r['test_top1']:.2f} % |")
+    return "\n".join(lines)
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        return re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text + f"\n{block}\n"
+
+
+def markdown(rows: list[dict], data: str, images: int) -> str:
+    lines = [
+        f"Demo checkpoints on {data} ({images:,} images), artifact on its host runtime vs PyTorch fp32"
+        " (`benchmarks/parity_table.py`):",
+        "",
+        "| model | target | precision | PyTorch top-1 | artifact top-1 | drop (pts) | agreement | max abs diff / logit range |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['target']} | {r['precision']} | {r['top1_reference']:.2f} % | "
+            f"{r['top1_artifact']:.2f} % | {r['drop_pts']:+.2f} | {r['agreement']:.2f} % | {r['max_abs_diff_rel']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--json", default=str(ROOT / "benchmarks/results/parity.json"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for model in DEMO_MODELS:
+            for target, precision in COMBOS:
+                start = time.perf_counter()
+                (result,) = convert(ConvertJob(model=model, target=target, precision=precision, weights="demo",
+                                               calib="demo", calib_size=64, out_dir=out))
+                report = run_parity(result.artifact, data=args.data, limit=args.limit)
+                row = {k: v for k, v in report.to_dict().items() if k != "artifact"}
+                row["seconds"] = round(time.perf_counter() - start, 1)
+                rows.append(row)
+                print(f"{model:16s} {target:10s} {precision:5s} ref {row['top1_reference']:.2f} art "
+                      f"{row['top1_artifact']:.2f} drop {row['drop_pts']:+.2f} agree {row['agreement']:.2f}", flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"data": args.data, "rows": rows}, indent=2) + "\n")
+    readme = Path(args.readme)
+    text = readme.read_text()
+    text = replace_between(text, BEGIN, END, markdown(rows, rows[0]["data"], rows[0]["images"]))
+    text = replace_between(text, DEMO_BEGIN, DEMO_END, demo_markdown())
+    readme.write_text(text)
+    print(f"wrote {args.json} and the table in {readme}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Accuracy parity of a converted artifact against desktop PyTorch fp32 on labelled images.
+
+Both sides see the same images through the manifest's preprocessing; the artifact runs on its real
+host runtime (ExecuTorch pybindings, LiteRT Interpreter, ONNX Runtime; Core ML on macOS only) and
+the reference is rebuilt from the manifest's model config and weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .data import LabelledImages, load_dataset, preprocess_all
+from .demo import demo_weights
+from .errors import EdgeMlpError
+from .fileio import sha256_file, sha256_path
+from .manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .models import build, config_from_record
+from .preprocess import Preprocessing
+from .weights import load_weights
+
+
+@dataclass
+class ParityReport:
+    artifact: str
+    model: str
+    target: str
+    precision: str
+    data: str
+    images: int
+    top1_reference: float  # % PyTorch fp32
+    top1_artifact: float  # % artifact on its runtime
+    drop_pts: float  # reference - artifact, in accuracy points
+    agreement: float  # % images with the same top-1 class
+    max_abs_diff: float
+    mean_abs_diff: float
+    logit_range: float
+    cosine_mean: float
+    cosine_min: float
+
+    @property
+    def max_abs_diff_rel(self) -> float:
+        return self.max_abs_diff / self.logit_range if self.logit_range else float("inf")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "max_abs_diff_rel": self.max_abs_diff_rel}
+
+
+def open_artifact(path: str | Path) -> tuple[Path, Manifest]:
+    """An artifact or its manifest -> (artifact path, manifest), with the sha256 checked."""
+    path = Path(path)
+    if path.name.endswith(MANIFEST_SUFFIX):
+        manifest_file, artifact = path, path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
+    else:
+        manifest_file, artifact = manifest_path(path), path
+    if not manifest_file.is_file():
+        raise EdgeMlpError(f"no manifest for {path} (expected {manifest_file}); convert with edge-mlp convert")
+    manifest = Manifest.read(manifest_file)
+    if not artifact.exists():
+        raise EdgeMlpError(f"artifact {artifact} named by {manifest_file} is missing")
+    if sha256_path(artifact) != manifest.artifact.sha256:
+        raise EdgeMlpError(f"{artifact} does not match the sha256 in its manifest: it changed after conversion")
+    return artifact, manifest
+
+
+def reference_model(manifest: Manifest) -> nn.Module:
+    """The PyTorch fp32 model the artifact was converted from."""
+    config = config_from_record(manifest.model.name, manifest.model.config)
+    torch.manual_seed(0)  # random-init conversions used this seed too
+    model = build(config).eval()
+    source = manifest.weights.file
+    if source is None:
+        return model
+    path = demo_weights(source.split(":", 1)[1]) if source.startswith("demo:") else Path(source)
+    if not path.is_file():
+        raise EdgeMlpError(f"the weights the artifact was converted from are missing: {source}")
+    if sha256_file(path) != manifest.weights.sha256:
+        raise EdgeMlpError(f"weights {source} changed since the conversion (sha256 differs)")
+    return load_weights(model, path)
+
+
+def manifest_preprocessing(manifest: Manifest) -> Preprocessing:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()}
+    return Preprocessing(**fields)
+
+
+def evaluation_set(manifest: Manifest, data: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    dataset: LabelledImages = load_dataset(data)
+    if len(dataset.classes) != manifest.output.num_classes:
+        raise EdgeMlpError(
+            f"{dataset.source} has {len(dataset.classes)} classes but {manifest.model.name} predicts "
+            f"{manifest.output.num_classes}"
+        )
+    if limit is not None:
+        if limit < 1:
+            raise EdgeMlpError(f"--limit must be at least 1, got {limit}")
+        dataset = dataset.subset(np.arange(min(limit, len(dataset))))
+    return preprocess_all(dataset.images, manifest_preprocessing(manifest)), dataset.labels, dataset.source
+
+
+def compare(artifact_logits: np.ndarray, reference_logits: np.ndarray, labels: np.ndarray) -> dict:
+    a, r = artifact_logits.astype(np.float64), reference_logits.astype(np.float64)
+    cos = (a * r).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1), 1e-12)
+    top1_ref = 100.0 * float((r.argmax(1) == labels).mean())
+    top1_art = 100.0 * float((a.argmax(1) == labels).mean())
+    diff = np.abs(a - r)
+    return dict(
+        top1_reference=round(top1_ref, 3), top1_artifact=round(top1_art, 3),
+        drop_pts=round(top1_ref - top1_art, 3), agreement=round(100.0 * float((a.argmax(1) == r.argmax(1)).mean()), 3),
+        max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), logit_range=float(r.max() - r.min()),
+        cosine_mean=float(cos.mean()), cosine_min=float(cos.min()),
+    )
+
+
+def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", limit: int | None = None) -> ParityReport:
+    import converters
+
+    artifact, manifest = open_artifact(artifact_or_manifest)
+    runner = converters.get_converter(manifest.target.name).load(artifact)
+    x, labels, source = evaluation_set(manifest, data, limit)
+    model = reference_model(manifest)
+    with torch.no_grad():
+        reference = np.concatenate([model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
+    outputs = np.concatenate([runner(x[i : i + 1]) for i in range(len(x))])
+    return ParityReport(
+        artifact=str(artifact), model=manifest.model.name, target=manifest.target.name,
+        precision=manifest.precision, data=source, images=len(x), **compare(outputs, reference, labels),
+    )
+
+
+def write_json(reports: list[ParityReport], path: str | Path) -> None:
+    Path(path).write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
+
+
+def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnist", images: int = 32):
+    """Per-block SQNR of an int8 artifact's PT2E simulation vs fp32, worst first, and a note on
+    which quantizer simulated it."""
+    from contextlib import nullcontext
+
+    import converters
+    from converters._pt2e import quantize_pt2e
+
+    from .calibration import load_calibration
+    from .sensitivity import per_block_sqnr
+
+    artifact, manifest = open_artifact(artifact_or_manifest)
+    if manifest.precision != "int8" or manifest.quantization is None:
+        raise EdgeMlpError(f"--per-layer analyses int8 artifacts; {artifact.name} is {manifest.precision}")
+    quantizer, rewrite, note = converters.get_converter(manifest.target.name).pt2e_recipe()
+    calib_info = manifest.quantization.calibration or {"source": "demo", "size": 32}
+    preprocess = manifest_preprocessing(manifest)
+    calibration = [torch.from_numpy(b) for b in
+                   load_calibration(calib_info["source"], preprocess, int(calib_info["size"])).batches]
+    x, _, _ = evaluation_set(manifest, data, images)
+
+    def quantize(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+        return quantize_pt2e(model, example, quantizer, calibration, lambda _: nullcontext(), rewrite=rewrite)
+
+    results = per_block_sqnr(reference_model(manifest), quantize, [torch.from_numpy(x[i : i + 1]) for i in range(len(x))])
+    return results, note

@@ -1,0 +1,119 @@
+"""Parity of the demo models' artifacts with PyTorch on the committed real evaluation subset."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_mlp.cli import main
+from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.demo import DEMO_MODELS, EVAL_SUBSET
+from edge_mlp.errors import EdgeMlpError
+from edge_mlp.parity import run_parity
+
+TARGETS = ["executorch", "tflite", "onnx"]
+DATA = str(EVAL_SUBSET)
+
+
+@pytest.fixture(scope="session")
+def demo_artifact(tmp_path_factory: pytest.TempPathFactory):
+    cache: dict[tuple[str, str, str], Path] = {}
+    root = tmp_path_factory.mktemp("demo-artifacts")
+
+    def get(model: str, target: str, precision: str) -> Path:
+        key = (model, target, precision)
+        if key not in cache:
+            (result,) = convert(ConvertJob(model=model, target=target, precision=precision, weights="demo",
+                                           calib="demo", calib_size=64, out_dir=str(root)))
+            cache[key] = result.artifact
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def parity(demo_artifact):
+    cache: dict = {}
+
+    def get(model: str, target: str, precision: str):
+        key = (model, target, precision)
+        if key not in cache:
+            cache[key] = run_parity(demo_artifact(model, target, precision), data=DATA)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model", list(DEMO_MODELS))
+def test_fp32_artifacts_agree_exactly(parity, model: str, target: str) -> None:
+    report = parity(model, target, "fp32")
+    assert report.images == 2000
+    assert report.agreement == 100.0
+    assert report.max_abs_diff <= 1e-4 * report.logit_range
+    assert report.top1_reference >= 85.0  # a trained model, not random init
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model", list(DEMO_MODELS))
+def test_int8_artifacts_keep_accuracy(parity, model: str, target: str) -> None:
+    report = parity(model, target, "int8")
+    assert report.drop_pts <= 1.0, report
+    assert report.agreement >= 97.0, report
+
+
+def test_parity_cli_reports_and_enforces_the_budget(demo_artifact, tmp_path: Path, capsys) -> None:
+    artifact = demo_artifact("mixer_mobile", "onnx", "int8")
+    out = tmp_path / "report.json"
+    assert main(["parity", str(artifact), "--data", DATA, "--limit", "200", "--json", str(out)]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out and '"images": 200' in out.read_text()
+    assert main(["parity", str(artifact), "--data", DATA, "--limit", "200", "--max-drop", "-100"]) == 1
+    assert "exceeds --max-drop" in capsys.readouterr().err
+
+
+def test_parity_refuses_tampered_or_unmanifested_artifacts(demo_artifact, tmp_path: Path) -> None:
+    artifact = demo_artifact("mixer_mobile", "onnx", "fp32")
+    copy = tmp_path / artifact.name
+    shutil.copy(artifact, copy)
+    with pytest.raises(EdgeMlpError, match="no manifest for"):
+        run_parity(copy, data=DATA)
+    shutil.copy(artifact.with_name(artifact.name + ".manifest.json"), tmp_path)
+    with copy.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(EdgeMlpError, match="does not match the sha256 in its manifest"):
+        run_parity(copy, data=DATA)
+
+
+def test_parity_rejects_a_dataset_with_other_classes(demo_artifact, tmp_path: Path) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "three.npz", images=np.zeros((3, 28, 28), np.uint8), labels=np.arange(3))
+    with pytest.raises(EdgeMlpError, match="has 3 classes but mixer_mobile predicts 10"):
+        run_parity(demo_artifact("mixer_mobile", "onnx", "fp32"), data=str(tmp_path / "three.npz"))
+
+
+def test_per_layer_ranks_blocks_worst_first(demo_artifact, capsys) -> None:
+    artifact = demo_artifact("as_mlp_mobile", "executorch", "int8")
+    assert main(["parity", str(artifact), "--data", DATA, "--limit", "100", "--per-layer"]) == 0
+    out = capsys.readouterr().out
+    assert "per-block SQNR" in out and "layers.0.blocks.0" in out and "patch_embed" in out
+    from edge_mlp.parity import per_layer_report
+
+    blocks, note = per_layer_report(artifact, data=DATA, images=8)
+    assert [b.sqnr_db for b in blocks] == sorted(b.sqnr_db for b in blocks)
+    assert all(0 < b.sqnr_db < 80 for b in blocks) and "XNNPACKQuantizer" in note
+
+
+def test_per_layer_needs_an_int8_artifact(demo_artifact) -> None:
+    from edge_mlp.parity import per_layer_report
+
+    with pytest.raises(EdgeMlpError, match="--per-layer analyses int8 artifacts"):
+        per_layer_report(demo_artifact("mixer_mobile", "onnx", "fp32"), data=DATA)
+
+
+@pytest.mark.skipif(__import__("platform").system() == "Darwin", reason="Core ML predicts on macOS")
+def test_coreml_parity_on_linux_says_why_not(demo_artifact) -> None:
+    with pytest.raises(EdgeMlpError, match="Core ML prediction needs macOS"):
+        run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=4)
