@@ -124,13 +124,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         results = convert(job, _StageProgress(progress))
-    table = Table(title=f"{args.name} -> {args.out}/")
-    for col in ("file", "size", "time", "coverage", "shift"):
+    table = Table(title=f"{args.out}/{args.name}-TARGET-PRECISION.* (+ .manifest.json)")
+    for col in ("target", "precision", "size", "time", "coverage", "shift"):
         table.add_column(col, justify="right" if col in ("size", "time") else "left")
     for r in results:
         m = r.manifest
         conv = converters.get_converter(m.target.name)
-        table.add_row(r.artifact.name, f"{m.artifact.size_bytes / 1e6:.1f} MB",
+        table.add_row(m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
                       f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
                       m.shift_lowering.used)
     console.print(table)

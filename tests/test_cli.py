@@ -51,3 +51,13 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "edge-mlp"
     result = subprocess.run([str(exe), "info", "nope"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown model 'nope'" in result.stderr
+
+
+def test_convert_prints_a_summary_and_writes_artifact_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["convert", "mixer_mobile", "--target", "onnx", "--precision", "fp32", "--img-size", "32",
+            "--num-classes", "10", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "onnx" in out and "fp32" in out and "nodes" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mixer_mobile-onnx-fp32.onnx", "mixer_mobile-onnx-fp32.onnx.manifest.json"]
