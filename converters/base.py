@@ -71,6 +71,11 @@ class Converter(ABC):
     def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
         return self.load(artifact)(x)
 
+    def predict(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+        """Logits for a batch of any size: the artifact takes one image at a time."""
+        run = self.load(artifact)
+        return np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         """(quantizer, graph rewrite or None, note) of this target's int8, leaving `float_modules`
         unquantized; PT2E-free targets return the XNNPACK recipe as the closest simulation."""

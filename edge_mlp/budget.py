@@ -3,7 +3,6 @@ artifact's accuracy on it, and the blocks ranked by int8 sensitivity."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +30,19 @@ def labelled_holdout(calib: str, preprocess: Preprocessing, num_classes: int) ->
     return preprocess_all(data.images, preprocess), data.labels, data.source
 
 
-def holdout_accuracy(conv: Any, artifact: Path, model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(PyTorch fp32 top-1, artifact top-1) in percent."""
-    run = conv.load(artifact)
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float((logits.argmax(1) == labels).mean())
+
+
+def reference_top1(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
-        reference = model(torch.from_numpy(x)).numpy()
-    outputs = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
-    return 100.0 * float((reference.argmax(1) == y).mean()), 100.0 * float((outputs.argmax(1) == y).mean())
+        return top1(model(torch.from_numpy(x)).numpy(), y)
 
 
 def sensitivity_ranking(conv: Any, model: nn.Module, x: np.ndarray) -> list[str]:
     """Block names, worst int8 SQNR first, under the target's own PT2E recipe."""
-    from converters._pt2e import quantize_pt2e
+    from .sensitivity import target_block_sqnr
 
-    from .sensitivity import per_block_sqnr
-
-    quantizer, rewrite, _ = conv.pt2e_recipe()
     inputs = [torch.from_numpy(x[i : i + 1]) for i in range(min(SENSITIVITY_IMAGES, len(x)))]
-
-    def quantize(m: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-        return quantize_pt2e(m, example, quantizer, inputs, lambda _: nullcontext(), rewrite=rewrite)
-
-    return [b.block for b in per_block_sqnr(model, quantize, inputs)]
+    results, _ = target_block_sqnr(conv, model, inputs, inputs)
+    return [b.block for b in results]

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .data import IMAGE_SUFFIXES, image_files, npz, preprocess_all, read_image
 from .errors import EdgeMlpError
 from .preprocess import Preprocessing
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 FASHION_NOTE = "real images: 256 stratified Fashion-MNIST training images (edge_mlp/assets)"
 SYNTHETIC_NOTE = (
     "synthetic images with natural-image statistics (1/f amplitude spectrum, correlated RGB), "
@@ -37,12 +37,10 @@ def load_calibration(source: str, preprocess: Preprocessing, size: int, seed: in
     if size < 1:
         raise EdgeMlpError(f"--calib-size must be at least 1, got {size}")
     if source == "demo":
-        from .data import npz, preprocess_all
         from .demo import CALIB_SUBSET
 
         images = npz(CALIB_SUBSET).images
-        picks = np.linspace(0, len(images) - 1, min(size, len(images))).round().astype(int)
-        batches = list(preprocess_all([images[i] for i in picks], preprocess)[:, None])
+        batches = list(preprocess_all([images[i] for i in evenly_spaced(len(images), size)], preprocess)[:, None])
         return CalibrationSet(batches, "demo", FASHION_NOTE)
     if source == "synthetic":
         return CalibrationSet(synthetic_images(preprocess, size, seed), "synthetic", SYNTHETIC_NOTE)
@@ -55,7 +53,7 @@ def folder_images(folder: Path, preprocess: Preprocessing, size: int) -> list[np
     if not folder.is_dir():
         raise EdgeMlpError(f"calibration folder not found: {folder} (pass an image folder or 'demo')")
     try:
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = image_files(folder)
     except OSError as err:
         raise EdgeMlpError(f"cannot read calibration folder {folder}: {err.strerror or err}") from None
     if not files:
@@ -63,15 +61,13 @@ def folder_images(folder: Path, preprocess: Preprocessing, size: int) -> list[np
             f"calibration folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); "
             "pass a folder of images or 'demo'"
         )
-    picks = [files[i] for i in np.linspace(0, len(files) - 1, min(size, len(files))).round().astype(int)]
-    batches = []
-    for path in dict.fromkeys(picks):
-        try:
-            with Image.open(path) as image:
-                batches.append(preprocess(image)[None])
-        except (OSError, UnidentifiedImageError) as err:
-            raise EdgeMlpError(f"cannot read calibration image {path}: {err}") from None
-    return batches
+    picks = dict.fromkeys(files[i] for i in evenly_spaced(len(files), size))
+    return list(preprocess_all([read_image(p, "calibration image") for p in picks], preprocess)[:, None])
+
+
+def evenly_spaced(count: int, size: int) -> np.ndarray:
+    """Up to `size` indices spread evenly over range(count), ends included."""
+    return np.linspace(0, count - 1, min(size, count)).round().astype(int)
 
 
 def synthetic_images(preprocess: Preprocessing, size: int, seed: int = 0) -> list[np.ndarray]:

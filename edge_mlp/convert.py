@@ -25,7 +25,7 @@ from .errors import EdgeMlpError
 from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
 from .demo import demo_config, demo_labels, demo_weights
-from .models import ModelConfig, build, get_spec, resolve_config
+from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config
 from .preprocess import Preprocessing
 from .weights import check_fit, read_state_dict
 
@@ -162,9 +162,10 @@ def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn
     """Convert to int8, measure the drop on labelled held-out data, and keep the block with the
     worst int8 SQNR in float until the drop fits `job.max_drop`. Only the accepted artifact is
     published."""
-    from .budget import holdout_accuracy, labelled_holdout, sensitivity_ranking
+    from .budget import labelled_holdout, reference_top1, sensitivity_ranking, top1
 
     x, y, source = labelled_holdout(job.calib, preprocess, config.num_classes)
+    ref_top1 = reference_top1(model, x, y)
     float_blocks: list[str] = []
     ranking: list[str] | None = None
     out_dir = Path(job.out_dir)
@@ -172,7 +173,7 @@ def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn
         while True:
             result = _convert_one(attempts, conv, precision, model, config, preprocess, *rest,
                                   float_modules=tuple(float_blocks))
-            ref_top1, art_top1 = holdout_accuracy(conv, result.artifact, model, x, y)
+            art_top1 = top1(conv.predict(result.artifact, x), y)
             drop = ref_top1 - art_top1
             if drop <= job.max_drop:
                 break
@@ -214,8 +215,7 @@ def _lowering_for(requested: str, conv: Any, has_shift: bool) -> tuple[str, str]
 def _build(config: ModelConfig, lowering: str, state: dict | None, source: Path | None) -> nn.Module:
     if lowering != "none":
         config = dataclasses.replace(config, kwargs={**config.kwargs, "shift_lowering": lowering})
-    torch.manual_seed(0)  # random-init conversions are reproducible too
-    model = build(config).eval()
+    model = build(config, seed=RANDOM_INIT_SEED).eval()
     if state is not None:
         check_fit(model, state, str(source))
         model.load_state_dict(state, strict=True)

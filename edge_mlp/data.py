@@ -65,6 +65,20 @@ def fashion_mnist(split: str = "test", root: Path = FASHION_MNIST_DIR) -> Labell
     return LabelledImages(list(x), read_idx(labels).astype(np.int64), FASHION_MNIST_CLASSES, f"fashion-mnist/{split}")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Image files below `folder`, sorted (raises OSError when the folder cannot be listed)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path, what: str = "image") -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3); unreadable files give one clear error."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise EdgeMlpError(f"cannot read {what} {path}: {err}") from None
+
+
 def image_folder(folder: Path) -> LabelledImages:
     """Class-subfolder layout: each subfolder name is a class, sorted for the label index."""
     if not folder.is_dir():
@@ -74,12 +88,8 @@ def image_folder(folder: Path) -> LabelledImages:
         raise EdgeMlpError(f"{folder} has no class subfolders (expected DIR/CLASS/image.jpg)")
     images, labels = [], []
     for label, name in enumerate(classes):
-        for path in sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            try:
-                with Image.open(path) as im:
-                    images.append(np.asarray(im.convert("RGB")))
-            except (OSError, UnidentifiedImageError) as err:
-                raise EdgeMlpError(f"cannot read image {path}: {err}") from None
+        for path in image_files(folder / name):
+            images.append(read_image(path))
             labels.append(label)
     if not images:
         raise EdgeMlpError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")

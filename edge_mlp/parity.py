@@ -20,7 +20,7 @@ from .demo import demo_weights
 from .errors import EdgeMlpError
 from .fileio import sha256_file, sha256_path
 from .manifest import MANIFEST_SUFFIX, Manifest, manifest_path
-from .models import build, config_from_record
+from .models import RANDOM_INIT_SEED, build, config_from_record
 from .preprocess import Preprocessing
 from .weights import load_weights
 
@@ -71,8 +71,7 @@ def open_artifact(path: str | Path) -> tuple[Path, Manifest]:
 def reference_model(manifest: Manifest) -> nn.Module:
     """The PyTorch fp32 model the artifact was converted from."""
     config = config_from_record(manifest.model.name, manifest.model.config)
-    torch.manual_seed(0)  # random-init conversions used this seed too
-    model = build(config).eval()
+    model = build(config, seed=RANDOM_INIT_SEED).eval()
     source = manifest.weights.file
     if source is None:
         return model
@@ -121,12 +120,12 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     import converters
 
     artifact, manifest = open_artifact(artifact_or_manifest)
-    runner = converters.get_converter(manifest.target.name).load(artifact)
+    converter = converters.get_converter(manifest.target.name)
     x, labels, source = evaluation_set(manifest, data, limit)
     model = reference_model(manifest)
     with torch.no_grad():
         reference = np.concatenate([model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
-    outputs = np.concatenate([runner(x[i : i + 1]) for i in range(len(x))])
+    outputs = converter.predict(artifact, x)
     return ParityReport(
         artifact=str(artifact), model=manifest.model.name, target=manifest.target.name,
         precision=manifest.precision, data=source, images=len(x), **compare(outputs, reference, labels),
@@ -140,26 +139,18 @@ def write_json(reports: list[ParityReport], path: str | Path) -> None:
 def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnist", images: int = 32):
     """Per-block SQNR of an int8 artifact's PT2E simulation vs fp32, worst first, and a note on
     which quantizer simulated it."""
-    from contextlib import nullcontext
-
     import converters
-    from converters._pt2e import quantize_pt2e
 
     from .calibration import load_calibration
-    from .sensitivity import per_block_sqnr
+    from .sensitivity import target_block_sqnr
 
     artifact, manifest = open_artifact(artifact_or_manifest)
     if manifest.precision != "int8" or manifest.quantization is None:
         raise EdgeMlpError(f"--per-layer analyses int8 artifacts; {artifact.name} is {manifest.precision}")
-    quantizer, rewrite, note = converters.get_converter(manifest.target.name).pt2e_recipe()
     calib_info = manifest.quantization.calibration or {"source": "demo", "size": 32}
     preprocess = manifest_preprocessing(manifest)
     calibration = [torch.from_numpy(b) for b in
                    load_calibration(calib_info["source"], preprocess, int(calib_info["size"])).batches]
     x, _, _ = evaluation_set(manifest, data, images)
-
-    def quantize(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-        return quantize_pt2e(model, example, quantizer, calibration, lambda _: nullcontext(), rewrite=rewrite)
-
-    results = per_block_sqnr(reference_model(manifest), quantize, [torch.from_numpy(x[i : i + 1]) for i in range(len(x))])
-    return results, note
+    return target_block_sqnr(converters.get_converter(manifest.target.name), reference_model(manifest),
+                             calibration, [torch.from_numpy(x[i : i + 1]) for i in range(len(x))])

@@ -87,6 +87,22 @@ def per_block_sqnr(
     return sorted(results, key=lambda r: r.sqnr_db)
 
 
+def target_block_sqnr(
+    converter: Any, model: nn.Module, calibration: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
+) -> tuple[list[BlockSqnr], str]:
+    """`per_block_sqnr` with the converter's own PT2E recipe; also returns the recipe's note."""
+    from contextlib import nullcontext
+
+    from converters._pt2e import quantize_pt2e
+
+    quantizer, rewrite, note = converter.pt2e_recipe()
+
+    def quantize(m: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+        return quantize_pt2e(m, example, quantizer, calibration, lambda _: nullcontext(), rewrite=rewrite)
+
+    return per_block_sqnr(model, quantize, inputs), note
+
+
 def _run_capturing(graph: torch.fx.GraphModule, x: torch.Tensor, watch: dict[torch.fx.Node, str]) -> dict[str, Any]:
     captured: dict[str, Any] = {}
 

@@ -12,7 +12,8 @@ import converters
 from edge_mlp.calibration import synthetic_images
 from edge_mlp.fileio import sha256_path
 from edge_mlp.manifest import SCHEMA_VERSION, Manifest
-from edge_mlp.models import build, config_from_record
+from edge_mlp.models import config_from_record
+from edge_mlp.parity import reference_model
 from edge_mlp.preprocess import Preprocessing
 
 from .conftest import TEST_CLASSES, TEST_IMG, TEST_MODELS
@@ -25,16 +26,14 @@ COREML = ["fp32", "fp16", "int8", "w8"]
 def _reference(manifest: Manifest, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """Test images (natural-image statistics, not the calibration seed) and PyTorch fp32 logits."""
     config = config_from_record(manifest.model.name, manifest.model.config)
-    torch.manual_seed(0)
-    model = build(config).eval()  # same seed as the converter: identical random-init weights
+    model = reference_model(manifest)  # the converter's seed: identical random-init weights
     x = np.concatenate(synthetic_images(Preprocessing.for_model(config), n, seed=123))
     with torch.no_grad():
         return x, model(torch.from_numpy(x)).numpy()
 
 
 def _run(target: str, artifact, x: np.ndarray) -> np.ndarray:
-    conv = converters.get_converter(target)
-    return np.concatenate([conv.run(artifact, x[i : i + 1]) for i in range(len(x))])
+    return converters.get_converter(target).predict(artifact, x)
 
 
 @pytest.mark.parametrize("target,precision", RUNNABLE)

@@ -2,6 +2,7 @@
 
 from . import as_mlp, cycle_mlp, mlp_mixer  # noqa: F401  (registration side effects)
 from ._registry import (
+    RANDOM_INIT_SEED,
     DataConfig,
     ModelConfig,
     ModelSpec,
@@ -14,6 +15,7 @@ from ._registry import (
 )
 
 __all__ = [
+    "RANDOM_INIT_SEED",
     "DataConfig",
     "ModelConfig",
     "ModelSpec",

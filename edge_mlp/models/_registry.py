@@ -13,6 +13,7 @@ import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
+import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, UnknownModelError
@@ -143,9 +144,17 @@ def config_from_record(name: str, kwargs: Mapping[str, Any]) -> ModelConfig:
     return ModelConfig(name=name, family=spec.family, kwargs=fixed, data=spec.data)
 
 
-def build(config: ModelConfig) -> nn.Module:
-    """Build a model from a resolved config (e.g. one read back from a manifest)."""
+# Random-init models are built with this seed wherever they must be reproduced: a conversion
+# without weights and the PyTorch reference that parity rebuilds for it.
+RANDOM_INIT_SEED = 0
+
+
+def build(config: ModelConfig, seed: int | None = None) -> nn.Module:
+    """Build a model from a resolved config (e.g. one read back from a manifest); with `seed`,
+    its random init is reproducible."""
     spec = get_spec(config.name)
+    if seed is not None:
+        torch.manual_seed(seed)
     try:
         model = spec.builder(**config.kwargs)
     except (TypeError, ValueError) as err:
