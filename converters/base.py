@@ -58,23 +58,31 @@ class Converter(ABC):
     preferred_lowering: ClassVar[str]
     lowering_reason: ClassVar[str]
     runtime_packages: ClassVar[tuple[str, ...]]
+    host_runtime_package: ClassVar[str]  # what `load` runs artifacts on here, named in reports
+    load_options: ClassVar[tuple[str, ...]] = ()  # keyword options `load` understands
 
     @abstractmethod
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         """Write the artifact for `request` into `request.work_dir` and describe it."""
 
     @abstractmethod
-    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
         """Load the artifact on the host runtime once: the result maps a float32 NCHW batch of
         one to float32 logits (int8 I/O is quantized and dequantized inside)."""
 
-    def run(self, artifact: Path, x: np.ndarray) -> np.ndarray:
-        return self.load(artifact)(x)
+    def run(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
+        return self.load(artifact, **options)(x)
 
-    def predict(self, artifact: Path, x: np.ndarray) -> np.ndarray:
+    def predict(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
         """Logits for a batch of any size: the artifact takes one image at a time."""
-        run = self.load(artifact)
+        self.check_options(options)
+        run = self.load(artifact, **options)
         return np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+
+    def host_runtime(self, **options: Any) -> str:
+        """The runtime `load` uses on this machine, with its version, for reports."""
+        pkg = self.host_runtime_package
+        return f"{pkg} {importlib.metadata.version(pkg)}"
 
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         """(quantizer, graph rewrite or None, note) of this target's int8, leaving `float_modules`
@@ -95,6 +103,11 @@ class Converter(ABC):
 
     def runtime_versions(self) -> dict[str, str]:
         return {pkg: importlib.metadata.version(pkg) for pkg in self.runtime_packages}
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - set(self.load_options))
+        if unknown:
+            raise EdgeMlpError(f"{', '.join(unknown)} do(es) not apply to {self.target} artifacts")
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:

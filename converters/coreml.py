@@ -1,10 +1,13 @@
 """Core ML `.mlpackage` (ML program, iOS 17+): fp32, fp16 compute, W8 weight-only, W8A8 int8.
 
-Converts on Linux; Core ML only *predicts* on macOS, so `run` works there only.
+Converts anywhere. Core ML itself only predicts on macOS, where `load` uses `MLModel.predict`;
+elsewhere `load` runs the package's MIL program in edge-mlp's numpy interpreter (`edge_mlp.mil`),
+which checks the program's arithmetic, not Apple's kernels.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 from pathlib import Path
 from typing import Callable
@@ -12,7 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import QuantizationInfo
 
 from ._pt2e import op_histogram, quantize_request
@@ -28,6 +30,8 @@ class CoreMLConverter(Converter):
     preferred_lowering = "slice"
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
     runtime_packages = ("coremltools", "torch")
+    host_runtime_package = "coremltools"
+    load_options = ("mil_precision",)
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import coremltools as ct
@@ -86,16 +90,32 @@ class CoreMLConverter(Converter):
         ops = coverage["mil_op_histogram"]
         return f"{sum(n for op, n in ops.items() if op != 'const')} MIL ops"
 
-    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
-        if platform.system() != "Darwin":
-            raise EdgeMlpError(
-                "Core ML prediction needs macOS; on Linux a .mlpackage can be converted and checked "
-                "structurally only"
-            )
-        import coremltools as ct
+    def host_runtime(self, mil_precision: str | None = None) -> str:
+        if _on_macos():
+            return f"Core ML via coremltools {importlib.metadata.version('coremltools')} MLModel.predict"
+        return (f"edge-mlp MIL interpreter ({mil_precision or 'fp16'} arithmetic model, numpy; "
+                "Core ML itself needs macOS)")
 
-        mlmodel = ct.models.MLModel(str(artifact))
-        spec = mlmodel.get_spec()
-        name_in, name_out = spec.description.input[0].name, spec.description.output[0].name
-        return lambda x: np.asarray(
-            mlmodel.predict({name_in: np.ascontiguousarray(x, np.float32)})[name_out], dtype=np.float32)
+    def load(self, artifact: Path, mil_precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """`mil_precision` ('fp16' default, or 'fp32') selects the interpreter's mode off macOS."""
+        if _on_macos() and mil_precision is None:
+            return _predict_with_core_ml(artifact)
+        from edge_mlp.mil import MilInterpreter
+
+        interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16")
+        (name_in,), (name_out,) = interpreter.inputs, interpreter.output_names
+        return lambda x: interpreter({name_in: np.ascontiguousarray(x, np.float32)})[name_out]
+
+
+def _on_macos() -> bool:
+    return platform.system() == "Darwin"
+
+
+def _predict_with_core_ml(artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import coremltools as ct
+
+    mlmodel = ct.models.MLModel(str(artifact))
+    spec = mlmodel.get_spec()
+    name_in, name_out = spec.description.input[0].name, spec.description.output[0].name
+    return lambda x: np.asarray(
+        mlmodel.predict({name_in: np.ascontiguousarray(x, np.float32)})[name_out], dtype=np.float32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ class ExecuTorchConverter(Converter):
         "(probe: 117 vs 35 non-delegated nodes)"
     )
     runtime_packages = ("executorch", "torch", "torchao")
+    host_runtime_package = "executorch"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -81,7 +82,7 @@ class ExecuTorchConverter(Converter):
     def coverage_summary(self, coverage: dict) -> str:
         return f"{coverage['compute_ops_delegated']}/{coverage['compute_ops_total']} ops delegated"
 
-    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
         from executorch.runtime import Runtime
 
         method = Runtime.get().load_program(str(artifact)).load_method("forward")

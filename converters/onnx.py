@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class OnnxConverter(Converter):
     preferred_lowering = "slice"
     lowering_reason = "slice: exports to Pad/Slice/Concat directly; roll becomes extra Slice/Concat pairs"
     runtime_packages = ("onnx", "onnxruntime", "torch")
+    host_runtime_package = "onnxruntime"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import onnx
@@ -97,7 +98,7 @@ class OnnxConverter(Converter):
         return quantizer, rewrite, ("XNNPACKQuantizer PT2E as a stand-in for ONNX Runtime's static QDQ "
                                     "(same scheme: per-channel symmetric weights, per-tensor activations)")
 
-    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])

@@ -120,6 +120,7 @@ class TFLiteConverter(Converter):
         "roll: fewer layout ops in the .tflite (probe: 12 vs 22 TRANSPOSE for the slice form)"
     )
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
+    host_runtime_package = "ai-edge-litert"
 
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -179,7 +180,7 @@ class TFLiteConverter(Converter):
         return (f"{coverage['ops_delegated']}/{coverage['ops_total']} ops delegated, "
                 f"{coverage['transpose_ops']} TRANSPOSE")
 
-    def load(self, artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
         it = _interpreter(artifact)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
 

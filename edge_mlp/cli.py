@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -141,8 +142,9 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from .parity import run_parity, write_json
 
     with console.status("running artifact and PyTorch reference..."):
-        report = run_parity(args.artifact, data=args.data, limit=args.limit)
-    table = Table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)")
+        report = run_parity(args.artifact, data=args.data, limit=args.limit, mil_precision=args.mil_precision)
+    table = Table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",
+                  caption=f"ran on {report.runtime}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -170,11 +172,36 @@ def cmd_parity(args: argparse.Namespace) -> int:
         for b in blocks:
             layers.add_row(b.block, b.kind, f"{b.sqnr_db:.1f}")
         console.print(layers)
+    if args.trace:
+        _print_trace(args)
     if args.max_drop is not None and report.drop_pts > args.max_drop:
         err_console.print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
                           highlight=False)
         return 1
     return 0
+
+
+def _print_trace(args: argparse.Namespace) -> None:
+    from .mil.trace import first_divergence
+    from .parity import trace_coreml
+
+    with console.status("tracing the MIL program op by op..."), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows, note = trace_coreml(args.artifact, args.trace, data=args.data, mil_precision=args.mil_precision)
+    console.print(f"per-op outputs of the first image written to {args.trace} ({note})", highlight=False)
+    matched = [r for r in rows if r.rel_diff is not None]
+    if not matched:
+        return
+    table = Table(title="largest per-op differences vs PyTorch (relative to the op's max |value|)")
+    for col in ("#", "MIL op", "type", "shape", "max |diff|", "relative"):
+        table.add_column(col, justify="right" if col in ("#", "max |diff|", "relative") else "left")
+    for r in sorted(matched, key=lambda r: -(r.rel_diff or 0.0))[:10]:
+        table.add_row(str(r.index), r.mil_name, r.op_type, "x".join(map(str, r.shape)),
+                      f"{r.max_abs_diff:.3g}", f"{r.rel_diff:.2g}")
+    console.print(table)
+    first = first_divergence(rows, threshold=1e-2)
+    console.print("first op over 1e-2 relative: " + (f"#{first.index} {first.mil_name} ({first.op_type})"
+                                                      if first else "none"), highlight=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--per-layer", action="store_true",
                    help="int8 artifacts: SQNR of each block's output, simulated int8 vs fp32, worst first")
+    p.add_argument("--mil-precision", choices=["fp16", "fp32"],
+                   help="Core ML: run the MIL interpreter (default off macOS) rounding fp16-typed tensors "
+                        "after each op (fp16, default) or keeping them in float32 (fp32)")
+    p.add_argument("--trace", metavar="OUT.npz",
+                   help="Core ML: write every MIL op's output for the first image and compare with PyTorch")
     p.set_defaults(func=cmd_parity)
     return parser
 

@@ -31,6 +31,7 @@ class ParityReport:
     model: str
     target: str
     precision: str
+    runtime: str  # what actually ran the artifact here
     data: str
     images: int
     top1_reference: float  # % PyTorch fp32
@@ -116,19 +117,23 @@ def compare(artifact_logits: np.ndarray, reference_logits: np.ndarray, labels: n
     )
 
 
-def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", limit: int | None = None) -> ParityReport:
+def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", limit: int | None = None,
+               mil_precision: str | None = None) -> ParityReport:
+    """`mil_precision` (Core ML only): run the MIL interpreter in 'fp16' or 'fp32' mode, on macOS too."""
     import converters
 
     artifact, manifest = open_artifact(artifact_or_manifest)
     converter = converters.get_converter(manifest.target.name)
+    options = {} if mil_precision is None else {"mil_precision": mil_precision}
+    converter.check_options(options)
     x, labels, source = evaluation_set(manifest, data, limit)
     model = reference_model(manifest)
     with torch.no_grad():
         reference = np.concatenate([model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
-    outputs = converter.predict(artifact, x)
+    outputs = converter.predict(artifact, x, **options)
     return ParityReport(
         artifact=str(artifact), model=manifest.model.name, target=manifest.target.name,
-        precision=manifest.precision, data=source, images=len(x), **compare(outputs, reference, labels),
+        precision=manifest.precision, runtime=converter.host_runtime(**options), data=source, images=len(x), **compare(outputs, reference, labels),
     )
 
 
@@ -154,3 +159,29 @@ def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnis
     x, _, _ = evaluation_set(manifest, data, images)
     return target_block_sqnr(converters.get_converter(manifest.target.name), reference_model(manifest),
                              calibration, [torch.from_numpy(x[i : i + 1]) for i in range(len(x))])
+
+
+def trace_coreml(artifact_or_manifest: str | Path, out: str | Path, data: str = "fashion-mnist",
+                 mil_precision: str | None = None):
+    """Run the first image through a Core ML artifact's MIL program op by op, write every op's
+    output to `out` (.npz) and match them to the PyTorch reference's nodes.
+
+    Returns (rows, note). int8 programs come from the quantized graph, whose node names do not
+    line up with the float reference, so only their trace file is written (use --per-layer).
+    """
+    from .mil import MilInterpreter
+    from .mil.trace import match_trace, torch_node_outputs, write_trace
+
+    artifact, manifest = open_artifact(artifact_or_manifest)
+    if manifest.target.name != "coreml":
+        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is a {manifest.target.name} artifact")
+    x, _, _ = evaluation_set(manifest, data, 1)
+    interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16", model_name=manifest.model.name)
+    (name_in,) = interpreter.inputs
+    traced = interpreter.trace({name_in: x})
+    write_trace(out, traced)
+    if manifest.precision == "int8":
+        return [], "int8: op names follow the quantized graph, so no PyTorch float matching; see --per-layer"
+    rows = match_trace(traced, torch_node_outputs(reference_model(manifest), torch.from_numpy(x)))
+    matched = sum(r.torch_node is not None for r in rows)
+    return rows, f"{matched}/{len(rows)} MIL ops matched to PyTorch nodes by name and kind"

@@ -13,7 +13,7 @@ from edge_mlp.demo import DEMO_MODELS, EVAL_SUBSET
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.parity import run_parity
 
-TARGETS = ["executorch", "tflite", "onnx"]
+TARGETS = ["executorch", "tflite", "onnx", "coreml"]  # Core ML: the MIL interpreter off macOS
 DATA = str(EVAL_SUBSET)
 
 
@@ -54,6 +54,14 @@ def test_fp32_artifacts_agree_exactly(parity, model: str, target: str) -> None:
     assert report.agreement == 100.0
     assert report.max_abs_diff <= 1e-4 * report.logit_range
     assert report.top1_reference >= 85.0  # a trained model, not random init
+
+
+@pytest.mark.parametrize("model", list(DEMO_MODELS))
+def test_coreml_fp16_agrees_with_pytorch(parity, model: str) -> None:
+    report = parity(model, "coreml", "fp16")
+    assert report.images == 2000
+    assert report.agreement >= 99.5, report
+    assert report.cosine_min >= 0.999, report
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -113,7 +121,41 @@ def test_per_layer_needs_an_int8_artifact(demo_artifact) -> None:
         per_layer_report(demo_artifact("mixer_mobile", "onnx", "fp32"), data=DATA)
 
 
-@pytest.mark.skipif(__import__("platform").system() == "Darwin", reason="Core ML predicts on macOS")
-def test_coreml_parity_on_linux_says_why_not(demo_artifact) -> None:
-    with pytest.raises(EdgeMlpError, match="Core ML prediction needs macOS"):
-        run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=4)
+ON_MACOS = __import__("platform").system() == "Darwin"
+
+
+@pytest.mark.skipif(ON_MACOS, reason="on macOS Core ML parity uses MLModel.predict")
+def test_coreml_parity_off_macos_names_the_interpreter(parity) -> None:
+    report = parity("mixer_mobile", "coreml", "fp32")
+    assert report.runtime.startswith("edge-mlp MIL interpreter") and "needs macOS" in report.runtime
+    assert parity("mixer_mobile", "onnx", "fp32").runtime.startswith("onnxruntime ")
+
+
+@pytest.mark.skipif(not ON_MACOS, reason="Core ML's own predict runs on macOS only; elsewhere the interpreter does")
+def test_coreml_parity_on_macos_uses_core_ml(demo_artifact) -> None:
+    report = run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=200)
+    assert "MLModel.predict" in report.runtime and report.agreement >= 99.0
+
+
+def test_mil_precision_fp32_mode_and_its_scope(demo_artifact) -> None:
+    exact = run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=50, mil_precision="fp32")
+    rounded = run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=50, mil_precision="fp16")
+    assert "fp32 arithmetic model" in exact.runtime and "fp16 arithmetic model" in rounded.runtime
+    assert exact.max_abs_diff < rounded.max_abs_diff
+    with pytest.raises(EdgeMlpError, match="mil_precision do\(es\) not apply to onnx artifacts"):
+        run_parity(demo_artifact("mixer_mobile", "onnx", "fp32"), data=DATA, limit=4, mil_precision="fp32")
+
+
+def test_trace_localizes_ops_against_pytorch(demo_artifact, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    out = tmp_path / "trace.npz"
+    artifact = demo_artifact("cycle_mlp_mobile", "coreml", "fp16")
+    assert main(["parity", str(artifact), "--data", DATA, "--limit", "20", "--trace", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "largest per-op differences vs PyTorch" in text and "first op over 1e-2 relative: none" in text
+    trace = np.load(out)
+    assert len(trace.files) > 100 and any("_layer_norm_" in k for k in trace.files)
+    assert main(["parity", str(demo_artifact("mixer_mobile", "onnx", "fp32")), "--data", DATA,
+                 "--limit", "4", "--trace", str(tmp_path / "x.npz")]) == 2
+    assert "--trace runs Core ML programs op by op" in capsys.readouterr().err

@@ -1,0 +1,17 @@
+"""A numpy interpreter for Core ML ML programs, so `.mlpackage` numbers can be checked on Linux."""
+
+from .interpreter import (
+    PRECISIONS,
+    MilInterpreter,
+    MilProgramError,
+    MilRuntimeError,
+    TracedOp,
+    UnsupportedMilOpError,
+    load_program,
+)
+from .kernels import KERNELS
+
+__all__ = [
+    "KERNELS", "PRECISIONS", "MilInterpreter", "MilProgramError", "MilRuntimeError", "TracedOp",
+    "UnsupportedMilOpError", "load_program",
+]

@@ -1,0 +1,197 @@
+"""Run the MIL program of a saved `.mlpackage` with numpy, on any OS.
+
+Core ML only predicts on macOS; this walks the program coremltools would hand to the Core ML
+runtime, op by op, so a Linux CI can check a package's numbers. Each op is computed in float64 and
+its result stored in the dtype the program declares: in `fp16` mode every fp16-typed tensor is
+rounded to float16 after each op, which models a float16 Core ML program's arithmetic (one rounding
+per op), not the exact accumulation order of the CPU, GPU or Neural Engine kernels. `fp32` mode keeps
+fp16-typed tensors in float32: the program's math without fp16 rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import EdgeMlpError
+from .kernels import KERNELS
+
+PRECISIONS = ("fp16", "fp32")
+
+
+class MilProgramError(EdgeMlpError):
+    """A `.mlpackage` that cannot be read as an ML program."""
+
+
+class UnsupportedMilOpError(EdgeMlpError):
+    """An op the interpreter has no semantics for: never guessed."""
+
+
+class MilRuntimeError(EdgeMlpError):
+    """An op whose inputs its semantics reject (wrong shapes, out-of-range indices)."""
+
+
+@dataclass(frozen=True)
+class TracedOp:
+    name: str  # the op's first output var, e.g. "conv2d_cast_fp16"
+    op_type: str
+    outputs: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class _Step:
+    op_type: str
+    name: str
+    args: dict[str, str | tuple[str, ...]]  # input name -> var name(s)
+    outputs: tuple[tuple[str, Any, tuple[int, ...]], ...]  # (var name, storage dtype, shape)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """coremltools prints progress bars and warnings while loading; keep the CLI output clean."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def load_program(path: str | Path) -> Any:
+    """The pymil `Function` "main" of a saved `.mlpackage`, with its weights read from the package."""
+    path = Path(path)
+    if not (path / "Manifest.json").is_file():
+        raise MilProgramError(f"{path} is not a .mlpackage (no Manifest.json); convert with --target coreml")
+    with _quiet():
+        import coremltools as ct
+        from coremltools.converters.mil.frontend.milproto.load import load
+
+        try:
+            mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
+            spec = mlmodel.get_spec()
+        except Exception as exc:  # noqa: BLE001 - any reader failure means a damaged package
+            raise MilProgramError(f"cannot read Core ML package {path}: {_first_line(exc)}; re-convert it") from None
+        if spec.WhichOneof("Type") != "mlProgram":
+            raise MilProgramError(f"{path} is a {spec.WhichOneof('Type')} model; only ML programs can be interpreted")
+        try:
+            program = load(spec, specification_version=spec.specificationVersion,
+                           file_weights_dir=mlmodel.weights_dir)
+        except Exception as exc:  # noqa: BLE001
+            raise MilProgramError(f"cannot load the MIL program of {path}: {_first_line(exc)}; re-convert it") from None
+    if "main" not in program.functions:
+        raise MilProgramError(f"{path} has no 'main' function")
+    return program.functions["main"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+class MilInterpreter:
+    """A loaded program: `interpreter({name: array})` -> {output name: float32 array}."""
+
+    def __init__(self, path: str | Path, precision: str = "fp16", model_name: str | None = None):
+        if precision not in PRECISIONS:
+            raise EdgeMlpError(f"interpreter precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.path, self.precision = Path(path), precision
+        self.model_name = model_name or self.path.name
+        function = load_program(self.path)
+        from coremltools.converters.mil.mil import types
+
+        self._types = types
+        self.ops = list(function.operations)
+        unknown = sorted({op.op_type for op in self.ops if op.op_type != "const" and op.op_type not in KERNELS})
+        if unknown:
+            raise UnsupportedMilOpError(
+                f"{self.model_name} uses MIL op(s) {', '.join(unknown)} that the Core ML interpreter does not "
+                f"implement; add their semantics to edge_mlp/mil/kernels.py"
+            )
+        self.inputs = {name: (tuple(int(d) for d in var.shape), self._storage(var.dtype))
+                       for name, var in function.inputs.items()}
+        self.output_names = [var.name for var in function.outputs]
+        # Constants and compile-time ops (constexpr_*) are evaluated once, here.
+        self._constants: dict[str, Any] = {}
+        self._steps: list[_Step] = []
+        for op in self.ops:
+            if op.op_type == "const":
+                self._constants[op.outputs[0].name] = self._store(op.outputs[0].val, op.outputs[0].dtype)
+                continue
+            step = self._compile(op)
+            if op.op_type.startswith("constexpr_"):
+                self._execute(step, self._constants)
+            else:
+                self._steps.append(step)
+
+    def _storage(self, dtype: Any) -> Any:
+        types = self._types
+        if dtype == types.fp16 and self.precision == "fp32":
+            return np.float32
+        if types.is_str(dtype):
+            return None
+        return types.nptype_from_builtin(dtype)
+
+    def _store(self, value: Any, dtype: Any) -> Any:
+        storage = self._storage(dtype)
+        if storage is None or isinstance(value, str):
+            return value
+        return np.asarray(value).astype(storage, copy=False)
+
+    def _compile(self, op: Any) -> _Step:
+        args = {name: tuple(v.name for v in var) if isinstance(var, (list, tuple)) else var.name
+                for name, var in op.inputs.items()}
+        outputs = tuple((var.name, self._storage(var.dtype), tuple(int(d) for d in var.shape)) for var in op.outputs)
+        return _Step(op.op_type, op.name, args, outputs)
+
+    def _execute(self, step: _Step, env: dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            args = {name: tuple(env[v] for v in ref) if isinstance(ref, tuple) else env[ref]
+                    for name, ref in step.args.items()}
+        except KeyError as exc:
+            raise MilRuntimeError(f"{self.model_name}: var {exc} is used before any op defines it") from None
+        try:
+            result = KERNELS[step.op_type](args)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise MilRuntimeError(f"{self.model_name}: MIL op {step.op_type} '{step.name}' failed: {exc}") from None
+        results = result if isinstance(result, tuple) else (result,)
+        stored = []
+        for (name, storage, shape), value in zip(step.outputs, results):
+            value = np.asarray(value).astype(storage, copy=False) if storage is not None else value
+            if np.shape(value) != shape:
+                raise MilRuntimeError(
+                    f"{self.model_name}: MIL op {step.op_type} '{step.name}' gave shape {np.shape(value)}, "
+                    f"the program declares {shape}"
+                )
+            env[name] = value
+            stored.append(value)
+        return tuple(stored)
+
+    def _feed(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        missing = set(self.inputs) - set(feeds)
+        if missing:
+            raise EdgeMlpError(f"{self.model_name}: missing input(s) {', '.join(sorted(missing))}")
+        env = dict(self._constants)
+        for name, (shape, dtype) in self.inputs.items():
+            value = np.asarray(feeds[name])
+            if value.shape != shape:
+                raise EdgeMlpError(f"{self.model_name}: input {name} must have shape {shape}, got {value.shape}")
+            env[name] = value.astype(dtype)
+        return env
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env = self._feed(feeds)
+        for step in self._steps:
+            self._execute(step, env)
+        return {name: np.asarray(env[name], dtype=np.float32) for name in self.output_names}
+
+    def trace(self, feeds: dict[str, np.ndarray]) -> list[TracedOp]:
+        """Every runtime op's outputs, in program order, to localize where numbers diverge."""
+        env = self._feed(feeds)
+        return [TracedOp(step.outputs[0][0], step.op_type, self._execute(step, env)) for step in self._steps]

@@ -1,0 +1,299 @@
+"""edge-mlp's numpy MIL interpreter against PyTorch, op by op, on packages coremltools really wrote.
+
+Each case is a small PyTorch module converted with coremltools (a MIL Builder program where PyTorch
+cannot emit the op), saved as a .mlpackage, run by the interpreter and compared with PyTorch.
+Bounds: fp32 programs max |diff| <= 1e-5 x max |PyTorch output|; fp16 programs <= 1e-2 x that
+(each fp16 rounding is <= 2**-11 relative; a case chains a few ops, inputs included).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edge_mlp.mil import KERNELS, MilInterpreter, MilProgramError, UnsupportedMilOpError
+
+FP32_BOUND, FP16_BOUND = 1e-5, 1e-2
+
+
+class Fn(nn.Module):
+    """fn(module, *inputs) with optional submodules, so each case is one line."""
+
+    def __init__(self, fn: Callable[..., Any], *modules: nn.Module):
+        super().__init__()
+        self.fn, self.m = fn, nn.ModuleList(modules)
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        return self.fn(self.m, *xs)
+
+
+def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))) * scale
+
+
+@dataclass
+class OpCase:
+    id: str
+    ops: set[str]  # MIL ops the converted program must contain (the case is void otherwise)
+    module: nn.Module
+    inputs: list[torch.Tensor]
+    program: Callable[[], Any] | None = None  # a MIL Builder program instead of converting `module`
+    reference: nn.Module | None = None  # where Core ML's documented semantics differ from `module`
+
+
+CASES = [
+    OpCase("elementwise", {"add", "sub", "mul", "real_div"},
+           Fn(lambda m, x, y: (x + y) * (x - y) / (y.abs() + 1.0)), [randn(2, 3, 4), randn(3, 4)]),
+    OpCase("maximum_minimum_clip", {"maximum", "minimum", "clip"},
+           Fn(lambda m, x, y: torch.maximum(x, y) + torch.minimum(x, y) * torch.clamp(x, -0.5, 0.7)),
+           [randn(3, 4), randn(3, 4)]),
+    # coremltools lowers torch.reciprocal to inverse(epsilon=1e-4): Core ML computes 1 / (x + 1e-4).
+    OpCase("sqrt_rsqrt_inverse_pow", {"sqrt", "rsqrt", "inverse", "pow", "abs"},
+           Fn(lambda m, x: torch.sqrt(x.abs()) + torch.reciprocal(x.abs() + 0.5) + torch.rsqrt(x.abs() + 0.5)
+              + (x.abs() + 0.1) ** 1.7), [randn(3, 5)],
+           reference=Fn(lambda m, x: torch.sqrt(x.abs()) + 1 / (x.abs() + 0.5 + 1e-4) + torch.rsqrt(x.abs() + 0.5)
+                        + (x.abs() + 0.1) ** 1.7)),
+    OpCase("group_norm", {"reshape", "reduce_mean", "sub", "square", "sqrt", "real_div"},  # AS-MLP's norm
+           Fn(lambda m, x: m[0](x), nn.GroupNorm(1, 6)), [randn(1, 6, 4, 4, scale=2.0)]),
+    OpCase("exp_log_tanh_erf", {"exp", "log", "tanh", "erf"},
+           Fn(lambda m, x: torch.exp(x) + torch.log(x.abs() + 0.5) + torch.tanh(x) + torch.erf(x)), [randn(4, 6)]),
+    OpCase("cast", {"cast"}, Fn(lambda m, x: x.to(torch.int32).to(torch.float32) + x), [randn(2, 5, scale=4.0)]),
+    OpCase("conv2d_grouped_strided", {"conv"}, Fn(lambda m, x: m[0](x), nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)),
+           [randn(1, 4, 9, 9)]),
+    OpCase("conv2d_depthwise_dilated", {"conv"}, Fn(lambda m, x: m[0](x), nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6)),
+           [randn(1, 6, 8, 7)]),
+    OpCase("conv1d", {"conv"}, Fn(lambda m, x: m[0](x), nn.Conv1d(4, 6, 3, padding=2, dilation=2)), [randn(1, 4, 11)]),
+    OpCase("linear", {"linear"}, Fn(lambda m, x: m[0](x), nn.Linear(12, 7)), [randn(2, 5, 12)]),
+    OpCase("matmul", {"matmul"}, Fn(lambda m, x, y: x @ y), [randn(2, 3, 4), randn(2, 4, 5)]),
+    OpCase("reductions", {"reduce_mean", "reduce_sum", "reduce_max"},
+           Fn(lambda m, x: x.mean(dim=1) + x.sum(dim=(1,)) * x.amax(dim=1)), [randn(2, 3, 4)]),
+    OpCase("layer_norm", {"layer_norm"}, Fn(lambda m, x: m[0](x), nn.LayerNorm(8)), [randn(2, 5, 8, scale=3.0)]),
+    OpCase("batch_norm", {"batch_norm"}, Fn(lambda m, x: m[0](x), nn.BatchNorm2d(3)), [randn(1, 3, 5, 5)]),
+    OpCase("instance_norm", {"instance_norm"}, Fn(lambda m, x: m[0](x), nn.InstanceNorm2d(3, affine=True)),
+           [randn(1, 3, 5, 5, scale=2.0)]),
+    OpCase("gelu_exact", {"gelu"}, Fn(lambda m, x: F.gelu(x)), [randn(3, 8, scale=3.0)]),
+    # coremltools 9.0 converts F.gelu(approximate="tanh") as EXACT (found by this interpreter),
+    # so the tanh mode comes from a MIL Builder program.
+    OpCase("gelu_tanh", {"gelu"}, Fn(lambda m, x: F.gelu(x, approximate="tanh")), [randn(3, 8, scale=3.0)],
+           program=lambda: _builder_program((3, 8), lambda mb, x: mb.gelu(x=x, mode="TANH_APPROXIMATION"))),
+    OpCase("gelu_sigmoid", {"gelu"}, Fn(lambda m, x: x * torch.sigmoid(1.702 * x)), [randn(3, 8, scale=3.0)],
+           program=lambda: _builder_program((3, 8), lambda mb, x: mb.gelu(x=x, mode="SIGMOID_APPROXIMATION"))),
+    OpCase("activations", {"softmax", "sigmoid", "relu", "silu"},
+           Fn(lambda m, x: torch.softmax(x, 1) + torch.sigmoid(x) + torch.relu(x) + F.silu(x)), [randn(3, 4, 2)]),
+    OpCase("transpose_reshape", {"transpose", "reshape"}, Fn(lambda m, x: x.permute(0, 2, 1).reshape(2, 12) * 2),
+           [randn(2, 3, 4)]),
+    OpCase("expand_squeeze", {"expand_dims", "squeeze"}, Fn(lambda m, x: x.unsqueeze(1) * 2 + x.squeeze(1)),
+           [randn(3, 1, 4)]),
+    OpCase("concat_split", {"concat", "split"},
+           Fn(lambda m, x: torch.cat([torch.split(x, [1, 3], dim=1)[1], x.chunk(2, dim=1)[0] * 2], dim=1)),
+           [randn(2, 4)]),
+    OpCase("slice_by_index", {"slice_by_index"}, Fn(lambda m, x: x[:, 1:3, ::2] + x[:, -2:, 1::2]), [randn(2, 4, 6)]),
+    OpCase("pad_modes", {"pad"},
+           Fn(lambda m, x: F.pad(x, (1, 2, 2, 1), mode="reflect") + F.pad(x, (1, 2, 2, 1), mode="replicate")
+              + F.pad(x, (1, 2, 2, 1), value=0.5)), [randn(1, 2, 5, 5)]),
+    OpCase("gather", {"gather"}, Fn(lambda m, x: x[:, torch.tensor([2, 0, 1, 2])]), [randn(2, 3)]),
+    OpCase("tile", {"tile"}, Fn(lambda m, x: x.repeat(2, 3)), [randn(2, 3)]),
+    OpCase("pools", {"avg_pool", "max_pool"},
+           Fn(lambda m, x: m[0](x) + m[1](x) + m[2](x), nn.AvgPool2d(3, stride=2, padding=1),
+              nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), nn.MaxPool2d(3, stride=2, padding=1)),
+           [randn(1, 2, 7, 7)]),
+]
+
+
+def _builder_program(shape: tuple[int, ...], body: Callable[[Any, Any], Any]) -> Any:
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS17)
+    def program(x):
+        return body(mb, x)
+
+    return program
+
+
+def _save(source: Any, path: Path, precision: str, **convert_args: Any) -> Path:
+    import coremltools as ct
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlmodel = ct.convert(source, minimum_deployment_target=ct.target.iOS17, convert_to="mlprogram",
+                             compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                             **convert_args)
+    mlmodel.save(str(path))
+    return path
+
+
+def _export(module: nn.Module, inputs: list[torch.Tensor]) -> Any:
+    return torch.export.export(module.eval(), tuple(inputs)).run_decompositions({})
+
+
+def _interpret(path: Path, inputs: list[torch.Tensor], precision: str = "fp16") -> list[np.ndarray]:
+    interpreter = MilInterpreter(path, precision=precision)
+    outputs = interpreter(dict(zip(interpreter.inputs, (x.numpy() for x in inputs))))
+    return [outputs[name] for name in interpreter.output_names]
+
+
+def _program_ops(path: Path) -> set[str]:
+    return {op.op_type for op in MilInterpreter(path).ops}
+
+
+def _rel_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-12))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_op_matches_pytorch(case: OpCase, precision: str, tmp_path: Path) -> None:
+    source = case.program() if case.program else _export(case.module, case.inputs)
+    path = _save(source, tmp_path / "case.mlpackage", precision)
+    assert case.ops <= _program_ops(path), f"the converted program lacks {case.ops - _program_ops(path)}"
+    with torch.no_grad():
+        want = (case.reference or case.module).eval()(*case.inputs)
+    (got,) = _interpret(path, case.inputs)
+    assert got.shape == tuple(want.shape)
+    assert _rel_error(got, want.numpy()) <= (FP32_BOUND if precision == "fp32" else FP16_BOUND)
+
+
+def _grid_linear(features: int, low: int, high: int) -> nn.Linear:
+    """A Linear whose weights are 0.01 x integers in [low, high], both ends present in every row,
+    so a symmetric per-row int8 grid or a uniform LUT represents them exactly."""
+    layer = nn.Linear(features, features)
+    with torch.no_grad():
+        q = torch.randint(low, high + 1, (features, features), generator=torch.Generator().manual_seed(0))
+        q[:, 0], q[:, 1] = high, low
+        layer.weight.copy_(q.float() * 0.01)
+    return layer
+
+
+def test_constexpr_affine_dequantize_matches_pytorch(tmp_path: Path) -> None:
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    import coremltools as ct
+
+    layer = _grid_linear(32, -127, 127)
+    x = [randn(4, 32)]
+    path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32")
+    config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        linear_quantize_weights(ct.models.MLModel(str(path), skip_model_load=True), config=config).save(
+            str(tmp_path / "w8.mlpackage"))
+    assert "constexpr_affine_dequantize" in _program_ops(tmp_path / "w8.mlpackage")
+    with torch.no_grad():
+        want = layer(*x).numpy()
+    (got,) = _interpret(tmp_path / "w8.mlpackage", x)
+    assert _rel_error(got, want) <= FP32_BOUND
+
+
+def test_constexpr_lut_to_dense_matches_pytorch(tmp_path: Path) -> None:
+    from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
+
+    import coremltools as ct
+
+    layer = _grid_linear(24, -8, 7)  # 16 evenly spaced values: a uniform 4-bit LUT
+    x = [randn(3, 24)]
+    path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32")
+    config = OptimizationConfig(global_config=OpPalettizerConfig(mode="uniform", nbits=4, weight_threshold=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        palettize_weights(ct.models.MLModel(str(path), skip_model_load=True), config=config).save(
+            str(tmp_path / "lut.mlpackage"))
+    assert "constexpr_lut_to_dense" in _program_ops(tmp_path / "lut.mlpackage")
+    with torch.no_grad():
+        want = layer(*x).numpy()
+    (got,) = _interpret(tmp_path / "lut.mlpackage", x)
+    assert _rel_error(got, want) <= FP32_BOUND
+
+
+def test_quantize_dequantize_match_the_pt2e_simulation(tmp_path: Path) -> None:
+    """A W8A8 program (our int8 recipe) against PyTorch's own simulation of the same Q/DQ graph.
+    Bound: one int8 step of the output activation (ties may round differently: x/s vs x*(1/s))."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    import converters
+
+    model = Fn(lambda m, x: m[1](F.gelu(m[0](x)).flatten(1)), nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8 * 36, 5))
+    x = [randn(1, 3, 6, 6)]
+    quantizer, _, _ = converters.get_converter("coreml").pt2e_recipe()
+    prepared = prepare_pt2e(torch.export.export(model.eval(), tuple(x)).module(), quantizer)
+    for i in range(8):  # calibration
+        prepared(randn(1, 3, 6, 6) * (1 + 0.1 * i))
+    simulated = convert_pt2e(prepared)
+    program = torch.export.export(simulated, tuple(x)).run_decompositions({})  # no .eval() on PT2E graphs
+    path = _save(program, tmp_path / "int8.mlpackage", "fp32")
+    assert {"quantize", "dequantize"} <= _program_ops(path)
+    with torch.no_grad():
+        want = simulated(*x).numpy()
+    (got,) = _interpret(path, x)
+    step = float(np.abs(want).max()) / 127
+    assert np.abs(got - want).max() <= step + 1e-5
+
+
+def test_every_supported_op_is_tested() -> None:
+    tested = set().union(*(c.ops for c in CASES)) | {
+        "constexpr_affine_dequantize", "constexpr_lut_to_dense", "quantize", "dequantize"}
+    assert set(KERNELS) == tested
+
+
+def test_fp32_mode_skips_fp16_rounding(tmp_path: Path) -> None:
+    x = [randn(4, 64, scale=3.0)]
+    module = Fn(lambda m, x: m[0](F.gelu(x)), nn.Linear(64, 16))
+    path = _save(_export(module, x), tmp_path / "fp16.mlpackage", "fp16")
+    with torch.no_grad():  # the package stores fp16 weights: only the activations' rounding is skipped
+        for p in module.parameters():
+            p.copy_(p.half().float())
+        want = module(*x).numpy()
+    (rounded,) = _interpret(path, x, "fp16")
+    (exact,) = _interpret(path, x, "fp32")
+    assert _rel_error(exact, want) <= FP32_BOUND < _rel_error(rounded, want) <= FP16_BOUND
+
+
+def test_trace_lists_every_runtime_op_in_order(tmp_path: Path) -> None:
+    x = [randn(2, 8)]
+    module = Fn(lambda m, x: torch.relu(m[0](x)) * 2, nn.Linear(8, 4))
+    path = _save(_export(module, x), tmp_path / "m.mlpackage", "fp32")
+    interpreter = MilInterpreter(path, precision="fp32")
+    trace = interpreter.trace({name: t.numpy() for name, t in zip(interpreter.inputs, x)})
+    assert [t.op_type for t in trace] == ["linear", "relu", "mul"]
+    with torch.no_grad():
+        np.testing.assert_allclose(trace[1].outputs[0], torch.relu(module.m[0](x[0])).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_op_is_an_error_naming_op_and_model(tmp_path: Path) -> None:
+    path = _save(_builder_program((2, 3), lambda mb, x: mb.sin(x=x)), tmp_path / "sin.mlpackage", "fp32")
+    with pytest.raises(UnsupportedMilOpError, match=r"tiny_model uses MIL op\(s\) sin that the Core ML interpreter"):
+        MilInterpreter(path, model_name="tiny_model")
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    x = [randn(2, 8)]
+    return _save(_export(Fn(lambda m, x: m[0](x), nn.Linear(8, 4)), x), tmp_path / "ok.mlpackage", "fp32")
+
+
+def test_folder_that_is_not_a_package_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MilProgramError, match="is not a .mlpackage"):
+        MilInterpreter(tmp_path)
+
+
+def test_corrupt_model_spec_is_refused(package: Path) -> None:
+    (spec,) = package.glob("Data/com.apple.CoreML/*.mlmodel")
+    spec.write_bytes(b"\x08\xff\xff garbage" * 10)
+    with pytest.raises(MilProgramError, match="cannot read Core ML package"):
+        MilInterpreter(package)
+
+
+def test_truncated_weights_are_refused(package: Path) -> None:
+    (weights,) = package.glob("Data/com.apple.CoreML/weights/weight.bin")
+    weights.write_bytes(weights.read_bytes()[:64])
+    with pytest.raises(MilProgramError, match="cannot load the MIL program"):
+        MilInterpreter(package)
