@@ -181,6 +181,40 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchJob, run_bench, validate
+    from .bench.output import markdown_table, plot, shift_markdown, write_csv, write_json
+
+    if args.device != "host":
+        from .bench.device import run_on_device
+
+        data = run_on_device(args.device, args.sources, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                             runner_dir=args.runner_dir)
+    else:
+        job = BenchJob(
+            sources=args.sources, targets=tuple(args.targets), precisions=tuple(args.precisions),
+            img_size=args.img_size, weights=args.weights, threads=args.threads, warmup=args.warmup,
+            runs=args.runs, shift_ablation=args.shift_ablation, keep_artifacts=args.keep_artifacts,
+        )
+        with console.status("benchmarking...") as status, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = run_bench(job, progress=lambda msg: status.update(msg)).to_dict()
+        problems = validate(data)
+        if problems:  # a bug, not bad input: say so loudly
+            raise RuntimeError("bench produced an inconsistent report: " + "; ".join(problems))
+    console.print(markdown_table(data), highlight=False)
+    if data.get("shift_costs"):
+        console.print(shift_markdown(data), highlight=False)
+    machine = data["machine"]
+    console.print(f"{machine['description']}, {machine['threads']} threads; fp32 GEMM peak "
+                  f"{machine.get('gemm_peak_gflops')} GFLOP/s", highlight=False)
+    for path, writer in ((args.json, write_json), (args.csv, write_csv), (args.plot, plot)):
+        if path:
+            writer(data, path)
+            console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 def _print_trace(args: argparse.Namespace) -> None:
     from .mil.trace import first_divergence
     from .parity import trace_coreml
@@ -264,6 +298,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="OUT.npz",
                    help="Core ML: write every MIL op's output for the first image and compare with PyTorch")
     p.set_defaults(func=cmd_parity)
+
+    from .bench import TIMED_PRECISIONS, TIMED_TARGETS
+
+    p = sub.add_parser(
+        "bench", help="latency of every backend vs PyTorch eager fp32, interleaved in one process",
+        description="Times PyTorch eager fp32 and each target x precision in one process, round-robin, "
+                    "and reports median/p10/p90, throughput, GFLOP/s, %% of a same-process fp32 GEMM peak, "
+                    "load RSS and speedups. --device android runs the runtimes' own benchmark binaries "
+                    "on a phone over adb.",
+    )
+    p.add_argument("sources", nargs="+", metavar="NAME_OR_ARTIFACT",
+                   help="model names (converted first) and/or artifacts with manifests")
+    p.add_argument("--targets", nargs="+", default=list(TIMED_TARGETS), choices=TIMED_TARGETS)
+    p.add_argument("--precisions", nargs="+", default=list(TIMED_PRECISIONS), choices=TIMED_PRECISIONS)
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--weights", help="checkpoint or 'demo' for model names (default: random init)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--shift-ablation", action="store_true",
+                   help="also time the slice, roll and identity (shift removed) lowerings: what the shift costs")
+    p.add_argument("--keep-artifacts", metavar="DIR", help="keep the converted artifacts here")
+    p.add_argument("--json", help="write the report (schema: edge_mlp/bench/schema.py)")
+    p.add_argument("--csv", help="write one row per result")
+    p.add_argument("--plot", metavar="OUT.png", help="bar chart of latency by backend and precision")
+    p.add_argument("--device", choices=["host", "android", "ios"], default="host",
+                   help="android: push artifacts with adb and run LiteRT benchmark_model / ExecuTorch "
+                        "executor_runner on the phone; ios: see apps/ios (XCTest)")
+    p.add_argument("--runner-dir", help="android: local folder with benchmark_model / executor_runner "
+                   "built for the phone, pushed before running")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -25,6 +25,7 @@ from .errors import EdgeMlpError
 from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
 from .demo import demo_config, demo_labels, demo_weights
+from .ops.shift import ABLATION_LOWERING
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config
 from .preprocess import Preprocessing
 from .weights import check_fit, read_state_dict
@@ -53,6 +54,9 @@ class ConvertJob:
     out_dir: str = "out"
     overrides: dict[str, Any] = field(default_factory=dict)  # further create_model overrides
     max_drop: float | None = None  # int8: keep the most sensitive blocks in float until the drop fits
+    # Benchmark-only: allows shift_lowering="identity" (the shift removed, outputs change) so
+    # `edge-mlp bench --shift-ablation` can measure what the shift costs.
+    for_benchmark: bool = False
 
 
 @dataclass
@@ -84,7 +88,7 @@ def plan(job: ConvertJob) -> _Plan:
         precision = job.precision or conv.default_precision
         conv.check_precision(precision)
         steps.append((conv, precision))
-    if job.shift_lowering not in SHIFT_LOWERINGS:
+    if job.shift_lowering not in SHIFT_LOWERINGS and not (job.for_benchmark and job.shift_lowering == ABLATION_LOWERING):
         raise EdgeMlpError(f"unknown shift lowering {job.shift_lowering!r}; choose one of {', '.join(SHIFT_LOWERINGS)}")
     spec = get_spec(job.model)
     has_shift = "shift_lowering" in spec.overrides
@@ -207,6 +211,8 @@ def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn
 def _lowering_for(requested: str, conv: Any, has_shift: bool) -> tuple[str, str]:
     if not has_shift:
         return "none", "this family has no shift op"
+    if requested == ABLATION_LOWERING:
+        return requested, "benchmark-only ablation: the shift is removed, outputs differ from the model's"
     if requested == "auto":
         return conv.preferred_lowering, conv.lowering_reason
     return requested, "requested explicitly"

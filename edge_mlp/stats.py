@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import build, resolve_config
+from .models import ModelConfig, build, resolve_config
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class ModelStats:
 
 
 def model_stats(name: str, **overrides: Any) -> ModelStats:
-    config = resolve_config(name, **overrides)
+    return config_stats(resolve_config(name, **overrides))
+
+
+def config_stats(config: ModelConfig) -> ModelStats:
     with torch.device("meta"):
         model = build(config).eval()
         x = torch.empty(1, *config.input_size)

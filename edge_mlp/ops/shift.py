@@ -18,15 +18,18 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-Lowering = Literal["slice", "roll"]
+Lowering = Literal["slice", "roll", "identity"]
 LOWERINGS: tuple[str, ...] = ("slice", "roll")
+# Benchmark-only: the shift becomes a no-op, so `edge-mlp bench` can measure what the shift costs.
+# It changes the model's outputs; conversions refuse it.
+ABLATION_LOWERING = "identity"
 
 # (first channel, end channel, shift) for a contiguous run of channels moved together.
 ChannelGroup = tuple[int, int, int]
 
 
 def check_lowering(lowering: str) -> None:
-    if lowering not in LOWERINGS:
+    if lowering not in LOWERINGS and lowering != ABLATION_LOWERING:
         raise ValueError(f"shift lowering must be one of {LOWERINGS}, got {lowering!r}")
 
 
@@ -67,7 +70,7 @@ def shift_channel_groups(
     if dim == channel_dim:
         raise ValueError("the shift axis must differ from the channel axis")
     pad = max((abs(s) for _, _, s in groups), default=0)
-    if pad == 0:
+    if pad == 0 or lowering == ABLATION_LOWERING:
         return x
     length = x.shape[dim]
     padded = _pad_axis(x, dim, pad)

@@ -1,0 +1,102 @@
+"""Bench results as JSON, CSV, a markdown table and a PNG plot, all from one `BenchReport` dict."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from .schema import BACKENDS
+
+CSV_COLUMNS = (
+    "model", "backend", "precision", "shift_lowering", "median_ms", "p10_ms", "p90_ms", "throughput_ips",
+    "speedup_vs_eager_fp32", "speedup_vs_fp32", "gflops", "pct_of_gemm_peak", "macs", "size_bytes",
+    "load_rss_mb", "artifact",
+)
+_ORDER = list(BACKENDS.values())
+
+
+def sorted_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted(data["results"], key=lambda r: (r["model"], _ORDER.index(r["backend"]), r["precision"] != "fp32",
+                                                    r["precision"], r["shift_lowering"]))
+
+
+def flat(row: dict[str, Any]) -> dict[str, Any]:
+    lat = row["latency"]
+    return {**{k: row.get(k) for k in CSV_COLUMNS}, "median_ms": lat["median_ms"], "p10_ms": lat["p10_ms"],
+            "p90_ms": lat["p90_ms"]}
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(data: dict[str, Any], path: str | Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in sorted_rows(data):
+            writer.writerow(flat(row))
+
+
+def _x(value: float | None, fmt: str = "{:.2f}x") -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def markdown_table(data: dict[str, Any], lowering: str | None = None) -> str:
+    """Latency table; `lowering` keeps only rows of that shift lowering (or of families without one)."""
+    lines = ["| model | backend | precision | median ms (p10-p90) | vs eager fp32 | int8 vs fp32 | GFLOP/s | % GEMM peak | size MB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted_rows(data):
+        if lowering is not None and r["shift_lowering"] not in (lowering, "none"):
+            continue
+        lat = r["latency"]
+        size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['precision']} | {lat['median_ms']:.2f} ({lat['p10_ms']:.2f}-"
+            f"{lat['p90_ms']:.2f}) | {_x(r.get('speedup_vs_eager_fp32'))} | {_x(r.get('speedup_vs_fp32'))} | "
+            f"{r['gflops']:.1f} | {_x(r.get('pct_of_gemm_peak'), '{:.0f} %')} | {size} |"
+        )
+    return "\n".join(lines)
+
+
+def shift_markdown(data: dict[str, Any]) -> str:
+    lines = ["| model | backend | precision | lowering | median ms | without shift ms | shift share |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for s in sorted(data.get("shift_costs", []), key=lambda s: (s["model"], _ORDER.index(s["backend"]),
+                                                               s["precision"], s["lowering"])):
+        lines.append(f"| {s['model']} | {s['backend']} | {s['precision']} | {s['lowering']} | {s['median_ms']:.2f} | "
+                     f"{s['identity_median_ms']:.2f} | {100 * s['fraction']:.1f} % |")
+    return "\n".join(lines)
+
+
+def plot(data: dict[str, Any], path: str | Path, lowering: str | None = None) -> None:
+    """Median latency (bars) with p10-p90 (whiskers) per backend and precision, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in sorted_rows(data) if lowering is None or r["shift_lowering"] in (lowering, "none")]
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
+    colors = {"fp32": "#4C72B0", "int8": "#DD8452", "fp16": "#55A868", "w8": "#8172B2"}
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in rows if r["model"] == model]
+        labels = [f"{r['backend'].split('-')[0]}\n{r['precision']}" for r in mine]
+        medians = [r["latency"]["median_ms"] for r in mine]
+        errors = [[m - r["latency"]["p10_ms"] for m, r in zip(medians, mine)],
+                  [r["latency"]["p90_ms"] - m for m, r in zip(medians, mine)]]
+        ax.bar(range(len(mine)), medians, yerr=errors, capsize=3,
+               color=[colors.get(r["precision"], "gray") for r in mine])
+        ax.set_xticks(range(len(mine)), labels, fontsize=8)
+        ax.set_title(model)
+        ax.set_ylabel("latency, ms (median, p10-p90)")
+        for i, m in enumerate(medians):
+            ax.text(i, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+    machine = data["machine"]
+    fig.suptitle(f"edge-mlp bench: batch 1, {machine['threads']} threads, {machine['description']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,204 @@
+"""`edge-mlp bench`: convert (or take) artifacts, time every backend interleaved in one process,
+and derive throughput, GFLOP/s, roofline share and speedups."""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..convert import ConvertJob, convert
+from ..errors import EdgeMlpError
+from ..manifest import Manifest
+from ..models import config_from_record, list_models
+from ..ops.shift import ABLATION_LOWERING, LOWERINGS
+from ..parity import open_artifact, reference_model
+from ..stats import config_stats
+from . import measure
+from .schema import BACKENDS, BenchReport, BenchResult, Machine, ShiftCost
+
+TIMED_TARGETS = ("executorch", "tflite", "onnx")  # Core ML latency needs a Mac: the iOS app measures it
+TIMED_PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class BenchJob:
+    sources: list[str]  # model names (converted here) or artifacts / manifests
+    targets: tuple[str, ...] = TIMED_TARGETS
+    precisions: tuple[str, ...] = TIMED_PRECISIONS
+    img_size: int | None = None
+    weights: str | None = None  # for model names: a checkpoint, 'demo', or None (random init)
+    threads: int = 2
+    warmup: int = 5
+    runs: int = 30
+    shift_ablation: bool = False  # also time slice, roll and identity (shift removed) lowerings
+    calib: str = "demo"
+    calib_size: int = 32
+    keep_artifacts: str | None = None  # folder to keep the converted artifacts in
+
+
+@dataclass
+class _Entry:
+    key: tuple[str, str, str, str]  # (model, backend, precision, lowering)
+    make: Callable[[], measure.Call]
+    macs: int
+    artifact: Path | None = None
+    manifest: Manifest | None = None
+
+
+def check_job(job: BenchJob) -> None:
+    bad = [t for t in job.targets if t not in TIMED_TARGETS]
+    if bad:
+        raise EdgeMlpError(f"bench times {', '.join(TIMED_TARGETS)} on this host; {', '.join(bad)} cannot be "
+                           "timed here (Core ML: use the iOS app's benchmark mode)")
+    bad = [p for p in job.precisions if p not in TIMED_PRECISIONS]
+    if bad:
+        raise EdgeMlpError(f"bench precisions are {', '.join(TIMED_PRECISIONS)}; got {', '.join(bad)}")
+    for name, value, low in (("--threads", job.threads, 1), ("--runs", job.runs, 1), ("--warmup", job.warmup, 0)):
+        if value < low:
+            raise EdgeMlpError(f"{name} must be at least {low}, got {value}")
+    models = set(list_models())
+    for source in job.sources:
+        if source not in models and not Path(source).exists():
+            raise EdgeMlpError(f"{source!r} is neither a model name (edge-mlp list) nor an existing artifact")
+
+
+def _input(manifest: Manifest) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal(manifest.input.shape).astype(np.float32)
+
+
+def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> _Entry:
+    target = manifest.target.name
+    if target not in TIMED_TARGETS:
+        raise EdgeMlpError(f"{artifact.name}: {target} artifacts cannot be timed on this host")
+    loader = measure.ARTIFACT_LOADERS[target]
+    key = (manifest.model.name, BACKENDS[target], manifest.precision, manifest.shift_lowering.used)
+    return _Entry(key, lambda: loader(artifact, x, threads), macs, artifact, manifest)
+
+
+def _eager_entry(manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> _Entry:
+    """PyTorch eager fp32 of the artifact's own model config (its shift lowering included)."""
+    key = (manifest.model.name, BACKENDS["eager"], "fp32", manifest.shift_lowering.used)
+    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, threads), macs)
+
+
+def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, Manifest]]:
+    lowerings = ["auto"]
+    if job.shift_ablation:
+        lowerings = [*LOWERINGS, ABLATION_LOWERING]
+    done = []
+    for target in job.targets:
+        for precision in job.precisions:
+            for lowering in lowerings:
+                sub = out_dir / f"{model}-{lowering}"
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    (result,) = convert(ConvertJob(
+                        model=model, target=target, precision=precision, weights=job.weights,
+                        img_size=job.img_size, calib=job.calib, calib_size=job.calib_size, out_dir=str(sub),
+                        shift_lowering=lowering, for_benchmark=True,
+                    ))
+                done.append((result.artifact, result.manifest))
+                if result.manifest.shift_lowering.used == "none":
+                    break  # no shift in this family: one lowering is all there is
+    return done
+
+
+def run_bench(job: BenchJob, progress: Callable[[str], None] = lambda _: None) -> BenchReport:
+    check_job(job)
+    keep = Path(job.keep_artifacts) if job.keep_artifacts else None
+    with tempfile.TemporaryDirectory(prefix="edge-mlp-bench-") as tmp:
+        out_dir = keep or Path(tmp)
+        artifacts: list[tuple[Path, Manifest]] = []
+        for source in job.sources:
+            if Path(source).exists():
+                artifacts.append(open_artifact(source))
+            else:
+                progress(f"converting {source} for {', '.join(job.targets)} x {', '.join(job.precisions)}")
+                artifacts.extend(_convert_all(job, source, out_dir))
+        return _measure(job, artifacts, progress)
+
+
+def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Callable[[str], None]) -> BenchReport:
+    entries: dict[tuple, _Entry] = {}
+    for artifact, manifest in artifacts:
+        config = config_from_record(manifest.model.name, manifest.model.config)
+        macs = config_stats(config).macs
+        x = _input(manifest)
+        entry = _entries_for_artifact(artifact, manifest, macs, x, job.threads)
+        entries[entry.key] = entry
+        eager = _eager_entry(manifest, macs, x, job.threads)
+        entries.setdefault(eager.key, eager)
+    progress(f"measuring the fp32 GEMM peak on {job.threads} thread(s)")
+    peak = measure.gemm_peak_gflops(job.threads)
+    progress(f"loading and warming up {len(entries)} backend/precision/lowering combinations")
+    runners = [measure.load_runner(e.key, e.make, job.warmup) for e in entries.values()]
+    progress(f"timing {job.runs} interleaved rounds")
+    latencies = measure.time_interleaved(runners, job.runs)
+    peak_after = measure.gemm_peak_gflops(job.threads)
+    rss = {r.key: r.load_rss_mb for r in runners}
+    results = [_result(e, latencies[k], rss[k], max(peak, peak_after)) for k, e in entries.items()]
+    _add_speedups(results)
+    machine = Machine(
+        description=measure.machine_description(), platform=platform.platform(), threads=job.threads,
+        gemm_peak_gflops=round(max(peak, peak_after), 2),
+        gemm="torch.mm fp32 1024x1024x1024, best of ~1 s, before and after the timing rounds",
+        process_peak_rss_mb=round(measure.peak_rss_mb(), 1),
+    )
+    settings = {"warmup": job.warmup, "runs": job.runs, "interleaved": True, "batch": 1,
+                "img_size": job.img_size, "weights": job.weights, "shift_ablation": job.shift_ablation}
+    return BenchReport(machine, settings, results, _shift_costs(results), edge_mlp_version=__version__)
+
+
+def _result(e: _Entry, latency: Any, load_rss_mb: float, peak: float) -> BenchResult:
+    model, backend, precision, lowering = e.key
+    gflops = 2 * e.macs / (latency.median_ms * 1e6)
+    delegation = None
+    if e.manifest is not None:
+        delegation = {k: v for k, v in e.manifest.coverage.items() if not isinstance(v, dict)}
+    return BenchResult(
+        model=model, backend=backend, precision=precision, shift_lowering=lowering, latency=latency,
+        throughput_ips=1000.0 / latency.median_ms, macs=e.macs, gflops=gflops,
+        pct_of_gemm_peak=100.0 * gflops / peak if peak else None,
+        artifact=e.artifact.name if e.artifact else None,
+        size_bytes=e.manifest.artifact.size_bytes if e.manifest else None,
+        load_rss_mb=load_rss_mb, delegation=delegation,
+    )
+
+
+def _add_speedups(results: list[BenchResult]) -> None:
+    by_key = {(r.model, r.backend, r.precision, r.shift_lowering): r for r in results}
+    for r in results:
+        eager = by_key.get((r.model, BACKENDS["eager"], "fp32", r.shift_lowering))
+        if eager is not None:
+            r.speedup_vs_eager_fp32 = eager.latency.median_ms / r.latency.median_ms
+        if r.precision != "fp32":
+            fp32 = by_key.get((r.model, r.backend, "fp32", r.shift_lowering))
+            if fp32 is not None:
+                r.speedup_vs_fp32 = fp32.latency.median_ms / r.latency.median_ms
+
+
+def _shift_costs(results: list[BenchResult]) -> list[ShiftCost]:
+    by_key = {(r.model, r.backend, r.precision, r.shift_lowering): r for r in results}
+    costs = []
+    for (model, backend, precision, lowering), r in by_key.items():
+        identity = by_key.get((model, backend, precision, ABLATION_LOWERING))
+        if lowering in LOWERINGS and identity is not None:
+            costs.append(ShiftCost(model, backend, precision, lowering, r.latency.median_ms,
+                                   identity.latency.median_ms))
+    return costs
+
+
+def group_by_model(results: list[BenchResult]) -> dict[str, list[BenchResult]]:
+    groups: dict[str, list[BenchResult]] = defaultdict(list)
+    for r in results:
+        groups[r.model].append(r)
+    return groups

@@ -1,0 +1,160 @@
+"""`edge-mlp bench`: the report's schema and internal consistency on real runtimes (no timed
+assertions: only that every figure is positive and the derived ones follow from the measured ones)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_mlp.bench import BACKENDS, BenchJob, run_bench, validate
+from edge_mlp.bench.device import (
+    benchmark_model_latency,
+    executor_runner_latency,
+    parse_benchmark_model,
+    parse_executor_runner,
+)
+from edge_mlp.cli import main
+from edge_mlp.errors import EdgeMlpError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "device"
+
+
+@pytest.fixture(scope="module")
+def artifacts(converted) -> list[str]:
+    """as_mlp_mobile on every timed target x precision, plus ONNX fp32 with the shift rolled and removed."""
+    paths = [converted("as_mlp_mobile", t, p).artifact for t in ("executorch", "tflite", "onnx") for p in ("fp32", "int8")]
+    paths.append(converted("as_mlp_mobile", "onnx", "fp32", shift_lowering="roll").artifact)
+    paths.append(converted("as_mlp_mobile", "onnx", "fp32", shift_lowering="identity", for_benchmark=True).artifact)
+    return [str(p) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def report(artifacts) -> dict:
+    return run_bench(BenchJob(sources=artifacts, runs=5, warmup=1)).to_dict()
+
+
+def _rows(data: dict) -> dict[tuple[str, str, str], dict]:
+    return {(r["backend"], r["precision"], r["shift_lowering"]): r for r in data["results"]}
+
+
+def test_report_has_every_backend_and_validates(report) -> None:
+    assert validate(report) == []
+    rows = _rows(report)
+    for backend in ("executorch-xnnpack", "litert-xnnpack", "onnxruntime-cpu"):
+        for precision in ("fp32", "int8"):
+            assert any(k[:2] == (backend, precision) for k in rows), (backend, precision)
+    for lowering in ("slice", "roll", "identity"):  # eager baseline for each lowering timed
+        assert (BACKENDS["eager"], "fp32", lowering) in rows
+    machine = report["machine"]
+    assert machine["gemm_peak_gflops"] > 0 and machine["threads"] == 2 and machine["process_peak_rss_mb"] > 0
+    assert json.loads(json.dumps(report)) == report
+
+
+def test_derived_figures_follow_from_the_measurements(report) -> None:
+    rows = _rows(report)
+    peak = report["machine"]["gemm_peak_gflops"]
+    for (backend, precision, lowering), r in rows.items():
+        median = r["latency"]["median_ms"]
+        eager = rows[(BACKENDS["eager"], "fp32", lowering)]["latency"]["median_ms"]
+        assert r["speedup_vs_eager_fp32"] == pytest.approx(eager / median)
+        assert r["pct_of_gemm_peak"] == pytest.approx(100 * r["gflops"] / peak, rel=1e-3)
+        assert r["latency"]["runs"] == 5 and r["macs"] == rows[(BACKENDS["eager"], "fp32", "slice")]["macs"]
+        if precision == "int8":
+            fp32 = rows[(backend, "fp32", lowering)]["latency"]["median_ms"]
+            assert r["speedup_vs_fp32"] == pytest.approx(fp32 / median)
+        if backend != BACKENDS["eager"]:
+            assert r["size_bytes"] > 0 and r["artifact"] and r["delegation"]
+
+
+def test_shift_cost_compares_each_lowering_with_the_shift_removed(report) -> None:
+    costs = {(s["backend"], s["lowering"]): s for s in report["shift_costs"]}
+    assert {("onnxruntime-cpu", "slice"), ("onnxruntime-cpu", "roll"), (BACKENDS["eager"], "slice"),
+            (BACKENDS["eager"], "roll")} <= set(costs)
+    rows = _rows(report)
+    for (backend, lowering), s in costs.items():
+        assert s["median_ms"] == rows[(backend, "fp32", lowering)]["latency"]["median_ms"]
+        assert s["identity_median_ms"] == rows[(backend, "fp32", "identity")]["latency"]["median_ms"]
+        assert s["fraction"] == pytest.approx((s["median_ms"] - s["identity_median_ms"]) / s["median_ms"], abs=1e-4)
+
+
+def test_validate_catches_inconsistent_reports(report) -> None:
+    broken = copy.deepcopy(report)
+    broken["results"][0]["throughput_ips"] *= 2
+    broken["results"][1]["latency"]["p10_ms"] = broken["results"][1]["latency"]["p90_ms"] + 1
+    broken["results"][2]["backend"] = "tensorflow"
+    broken["schema_version"] = 99
+    problems = " | ".join(validate(broken))
+    assert "throughput is not 1000 / median" in problems and "latency order" in problems
+    assert "unknown backend" in problems and "schema_version 99" in problems
+
+
+def test_cli_writes_table_json_csv_and_png(artifacts, tmp_path: Path, capsys) -> None:
+    out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "csv", "png")}
+    assert main(["bench", *artifacts[:2], "--runs", "3", "--warmup", "1", "--json", str(out["json"]),
+                 "--csv", str(out["csv"]), "--plot", str(out["png"])]) == 0
+    text = capsys.readouterr().out
+    assert "| as_mlp_mobile | executorch-xnnpack | int8 |" in text and "GEMM peak" in text
+    data = json.loads(out["json"].read_text())
+    assert validate(data) == [] and len(data["results"]) == 3  # eager + two ExecuTorch artifacts
+    with out["csv"].open() as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["no_such_model"], "is neither a model name"),
+    (["mixer_mobile", "--runs", "0"], "--runs must be at least 1"),
+    (["mixer_mobile", "--device", "ios"], "measured by the iOS sample app's XCTest"),
+])
+def test_bad_bench_input_exits_2(argv: list[str], message: str, capsys) -> None:
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_android_without_adb_or_device_exits_2(artifacts, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no adb anywhere
+    assert main(["bench", artifacts[2], "--device", "android"]) == 2
+    assert "needs adb on PATH" in capsys.readouterr().err
+    # A stand-in adb (a phone cannot exist here) replaying real `adb devices` output with nothing attached.
+    adb = tmp_path / "adb"
+    adb.write_text("#!/bin/sh\nprintf 'List of devices attached\\n\\n'\n")
+    adb.chmod(0o755)
+    assert main(["bench", artifacts[2], "--device", "android"]) == 2
+    assert "adb lists no device" in capsys.readouterr().err
+    assert os.environ["PATH"] == str(tmp_path)
+
+
+def test_android_refuses_targets_it_cannot_run(converted, capsys) -> None:
+    onnx = converted("as_mlp_mobile", "onnx", "fp32").artifact
+    assert main(["bench", str(onnx), "--device", "android"]) == 2
+    assert "runs .tflite and .pte artifacts, not onnx" in capsys.readouterr().err
+
+
+def test_parses_recorded_benchmark_model_output() -> None:
+    """Real benchmark_model output (tests/fixtures/device/README.md says where from)."""
+    newer = parse_benchmark_model((FIXTURES / "benchmark_model_android_arm64.txt").read_text())
+    # The last stat line is the measured run; the first (count=11) was warm-up.
+    assert newer["runs"] == 24 and newer["median_ms"] == pytest.approx(42.419)
+    assert newer["p5_ms"] == pytest.approx(42.133) and newer["p95_ms"] == pytest.approx(42.671)
+    assert newer["mean_ms"] == pytest.approx(42.3948) and newer["memory_overall_mb"] == pytest.approx(26.6797)
+    latency = benchmark_model_latency(newer)
+    assert latency.min_ms <= latency.p5_ms <= latency.median_ms <= latency.p95_ms and latency.p10_ms is None
+    older = parse_benchmark_model((FIXTURES / "benchmark_model_older.txt").read_text())
+    assert older["runs"] == 50 and older["mean_ms"] == pytest.approx(2950.34) and older["median_ms"] is None
+    assert benchmark_model_latency(older).median_ms == older["mean_ms"]  # no percentiles: the mean stands in
+    with pytest.raises(EdgeMlpError, match="no timing summary"):
+        parse_benchmark_model("ERROR: Failed to allocate tensors!\nERROR: Benchmarking failed.\n")
+
+
+def test_executor_runner_parser_needs_the_timing_line() -> None:
+    with pytest.raises(EdgeMlpError, match="Model executed successfully N time"):
+        parse_executor_runner("I 00:00:00.437405 executorch:executor_runner.cpp:219] Inputs prepared.\n")
+    latency = executor_runner_latency([3.0, 1.0, 2.0, 4.0, 5.0], executions=10)
+    assert (latency.median_ms, latency.min_ms, latency.runs) == (3.0, 1.0, 50)
+    assert latency.p10_ms <= latency.median_ms <= latency.p90_ms
