@@ -67,12 +67,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/parity.json"))
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--targets", nargs="+", help="re-measure only these targets; other rows are kept "
+                        "from the existing --json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for model in DEMO_MODELS:
             for target, precision in COMBOS:
+                if args.targets and target not in args.targets:
+                    continue
                 start = time.perf_counter()
                 (result,) = convert(ConvertJob(model=model, target=target, precision=precision, weights="demo",
                                                calib="demo", calib_size=64, out_dir=out))
@@ -82,6 +86,12 @@ def main() -> None:
                 rows.append(row)
                 print(f"{model:16s} {target:10s} {precision:5s} ref {row['top1_reference']:.2f} art "
                       f"{row['top1_artifact']:.2f} drop {row['drop_pts']:+.2f} agree {row['agreement']:.2f}", flush=True)
+    if args.targets and Path(args.json).exists():  # keep the other targets' rows, in table order
+        fresh = {(r["model"], r["target"], r["precision"]): r for r in rows}
+        old = json.loads(Path(args.json).read_text())["rows"]
+        keep = {(r["model"], r["target"], r["precision"]): r for r in old if r["target"] not in args.targets}
+        order = [(m, t, p) for m in DEMO_MODELS for t, p in COMBOS]
+        rows = [fresh.get(k) or keep[k] for k in order if k in fresh or k in keep]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"data": args.data, "rows": rows}, indent=2) + "\n")
     readme = Path(args.readme)

@@ -72,3 +72,49 @@ def chain(*rewrites: Callable[[torch.fx.GraphModule], None] | None) -> Callable[
                 r(graph)
 
     return rewrite
+
+
+_SLICES = (torch.ops.aten.slice.Tensor, torch.ops.aten.slice_copy.Tensor, torch.ops.aten.narrow.default)
+
+
+def slices_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
+    """A pre-annotation rewrite: every slice's output shares its input's int8 params.
+
+    XNNPACK runs a quantized slice only when input and output params match. A slice that feeds an
+    op with its own input observer (CycleMLP's softmax-gate branches) would otherwise get different
+    params and fall out of the delegate.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    act_qspec = quantizer.global_config.input_activation
+
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for node in graph.graph.nodes:
+            if node.op != "call_function" or node.target not in _SLICES or "quantization_annotation" in node.meta:
+                continue
+            producer = node.args[0]
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={producer: act_qspec},
+                output_qspec=SharedQuantizationSpec((producer, node)),
+                _annotated=True,
+            )
+
+    return rewrite
+
+
+_NORMS = ("export_forms.LayerNorm", "export_forms.GroupNorm1")
+
+
+def float_norms(graph: torch.fx.GraphModule) -> None:
+    """A pre-annotation rewrite that keeps the inside of LayerNorm / GroupNorm in float.
+
+    In their delegate form (edge_mlp.ops.export_forms) a norm is plain sub/mul/add, which the
+    quantizer would otherwise make int8: normalizing in int8 cost the demo Mixer 1.7 points of
+    top-1 agreement. Their input and output stay int8 (the neighbours quantize them).
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    for node in graph.graph.nodes:
+        types = [str(t) for _, t in (node.meta.get("nn_module_stack") or {}).values()]
+        if node.op == "call_function" and any(t.endswith(_NORMS) for t in types):
+            node.meta.setdefault("quantization_annotation", QuantizationAnnotation(_annotated=True))

@@ -92,10 +92,12 @@ class Converter(ABC):
             get_symmetric_quantization_config,
         )
 
+        from ._pt2e import chain, float_norms, mark_float, slices_share_qparams
+
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        if float_modules:
-            quantizer.set_filter_function(lambda node: not in_modules(node, float_modules))
-        return quantizer, None, "XNNPACKQuantizer PT2E (per-channel symmetric weights, per-tensor activations)"
+        rewrite = chain(mark_float(float_modules) if float_modules else None, float_norms,
+                        slices_share_qparams(quantizer))
+        return quantizer, rewrite, "XNNPACKQuantizer PT2E (per-channel symmetric weights, per-tensor activations)"
 
     @abstractmethod
     def coverage_summary(self, coverage: dict[str, Any]) -> str:

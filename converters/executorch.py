@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from edge_mlp.manifest import QuantizationInfo
+from edge_mlp.ops.export_forms import delegate_forms
 
 from ._pt2e import quantize_request
 from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
@@ -32,9 +33,15 @@ class ExecuTorchConverter(Converter):
     host_runtime_package = "executorch"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
+        # Norms, means and space-to-depth in forms XNNPACK takes whole (edge_mlp.ops.export_forms).
+        with delegate_forms():
+            return self._convert(request)
+
+    def _convert(self, request: ConversionRequest) -> ConversionOutput:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower
+        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
         model, x = request.model, request.example
         quantization = None
@@ -47,6 +54,12 @@ class ExecuTorchConverter(Converter):
             )
         with request.stage("export"):
             program = torch.export.export(model, (x,))
+            if request.precision == "fp32":
+                # Fold ops on weights (CycleFC's flatten of its conv-shaped weight) into constants:
+                # XNNPACK takes an fp32 Linear only with a constant weight. Not for int8, where it
+                # would fold the weights' dequantize and store them as float.
+                with torch.no_grad():  # folded weights are constants, not parameters needing grad
+                    program = constant_prop_pass(program)
         with request.stage("lower"):
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
             info = get_delegation_info(edge.exported_program().graph_module)

@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png", help="bar chart of latency by backend and precision")
     p.add_argument("--device", choices=["host", "android", "ios"], default="host",
                    help="android: push artifacts with adb and run LiteRT benchmark_model / ExecuTorch "
-                        "executor_runner on the phone; ios: see apps/ios (XCTest)")
+                        "executor_runner on the phone; ios: measured by the iOS app (README: On-device latency)")
     p.add_argument("--runner-dir", help="android: local folder with benchmark_model / executor_runner "
                    "built for the phone, pushed before running")
     p.set_defaults(func=cmd_bench)

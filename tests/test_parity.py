@@ -33,6 +33,15 @@ def demo_artifact(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+# The MIL interpreter runs ~10 ms per image: Core ML fp32 / int8 use the first half of the subset
+# to keep the suite's time in bounds; fp16 (the Core ML default) uses all of it.
+CORE_ML_LIMIT = 1000
+
+
+def _images(target: str, precision: str) -> int | None:
+    return CORE_ML_LIMIT if target == "coreml" and precision != "fp16" else None
+
+
 @pytest.fixture(scope="session")
 def parity(demo_artifact):
     cache: dict = {}
@@ -40,7 +49,8 @@ def parity(demo_artifact):
     def get(model: str, target: str, precision: str):
         key = (model, target, precision)
         if key not in cache:
-            cache[key] = run_parity(demo_artifact(model, target, precision), data=DATA)
+            cache[key] = run_parity(demo_artifact(model, target, precision), data=DATA,
+                                    limit=_images(target, precision))
         return cache[key]
 
     return get
@@ -50,7 +60,7 @@ def parity(demo_artifact):
 @pytest.mark.parametrize("model", list(DEMO_MODELS))
 def test_fp32_artifacts_agree_exactly(parity, model: str, target: str) -> None:
     report = parity(model, target, "fp32")
-    assert report.images == 2000
+    assert report.images == (_images(target, "fp32") or 2000)
     assert report.agreement == 100.0
     assert report.max_abs_diff <= 1e-4 * report.logit_range
     assert report.top1_reference >= 85.0  # a trained model, not random init

@@ -2,7 +2,7 @@
 binaries there (LiteRT `benchmark_model`, ExecuTorch `executor_runner`), parsed into the bench schema.
 
 Prepared here, run by users with a phone: these machines have no adb device. iOS latency comes from
-the iOS sample app's XCTest performance test, which writes the same schema (apps/ios/README.md).
+the iOS sample app's XCTest performance test, which writes the same schema (README: On-device latency).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_on_device(device: str, sources: list[str], threads: int, warmup: int, ru
                   runner_dir: str | None = None) -> dict[str, Any]:
     if device == "ios":
         raise EdgeMlpError("--device ios: iPhone latency is measured by the iOS sample app's XCTest performance "
-                           "test (apps/ios/README.md), which writes this same JSON schema")
+                           "test (README: On-device latency), which writes this same JSON schema")
     artifacts = [open_artifact(s) for s in sources]
     for artifact, manifest in artifacts:
         if manifest.target.name not in RUNNERS:
@@ -131,7 +131,7 @@ def run_on_device(device: str, sources: list[str], threads: int, warmup: int, ru
             adb.shell(f"chmod +x {remote}")
         if not adb.has(remote):
             raise EdgeMlpError(f"{RUNNERS[target]} is not on the phone at {remote}: build it for arm64 "
-                               "(see apps/android/README.md) and pass --runner-dir")
+                               "(README: On-device latency) and pass --runner-dir")
     model_name = adb.shell("getprop ro.product.model").strip()
     soc = adb.shell("getprop ro.soc.model").strip()
     results = [_run_one(adb, artifact, manifest, threads, warmup, runs) for artifact, manifest in artifacts]

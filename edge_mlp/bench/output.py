@@ -44,12 +44,23 @@ def _x(value: float | None, fmt: str = "{:.2f}x") -> str:
     return "" if value is None else fmt.format(value)
 
 
-def markdown_table(data: dict[str, Any], lowering: str | None = None) -> str:
-    """Latency table; `lowering` keeps only rows of that shift lowering (or of families without one)."""
+def as_shipped(row: dict[str, Any]) -> bool:
+    """Whether a row uses the shift lowering `convert` ships for its backend (eager: slice)."""
+    import converters
+
+    if row["shift_lowering"] == "none":
+        return True
+    target = {v: k for k, v in BACKENDS.items()}[row["backend"]]
+    preferred = "slice" if target == "eager" else converters.get_converter(target).preferred_lowering
+    return row["shift_lowering"] == preferred
+
+
+def markdown_table(data: dict[str, Any], shipped_only: bool = False) -> str:
+    """Latency table; `shipped_only` drops the ablation rows (other lowerings than `convert` uses)."""
     lines = ["| model | backend | precision | median ms (p10-p90) | vs eager fp32 | int8 vs fp32 | GFLOP/s | % GEMM peak | size MB |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in sorted_rows(data):
-        if lowering is not None and r["shift_lowering"] not in (lowering, "none"):
+        if shipped_only and not as_shipped(r):
             continue
         lat = r["latency"]
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
@@ -71,14 +82,15 @@ def shift_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(data: dict[str, Any], path: str | Path, lowering: str | None = None) -> None:
-    """Median latency (bars) with p10-p90 (whiskers) per backend and precision, one panel per model."""
+def plot(data: dict[str, Any], path: str | Path) -> None:
+    """Median latency (bars) with p10-p90 (whiskers) per backend and precision, one panel per model,
+    at the shift lowering each backend ships with."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in sorted_rows(data) if lowering is None or r["shift_lowering"] in (lowering, "none")]
+    rows = [r for r in sorted_rows(data) if as_shipped(r)]
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
     colors = {"fp32": "#4C72B0", "int8": "#DD8452", "fp16": "#55A868", "w8": "#8172B2"}

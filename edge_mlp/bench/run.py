@@ -41,7 +41,7 @@ class BenchJob:
     shift_ablation: bool = False  # also time slice, roll and identity (shift removed) lowerings
     calib: str = "demo"
     calib_size: int = 32
-    keep_artifacts: str | None = None  # folder to keep the converted artifacts in
+    keep_artifacts: str | None = None  # folder to keep converted artifacts in, and reuse them from
 
 
 @dataclass
@@ -99,6 +99,12 @@ def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, M
         for precision in job.precisions:
             for lowering in lowerings:
                 sub = out_dir / f"{model}-{lowering}"
+                reused = _reusable(job, sub, model, target, precision)
+                if reused is not None:
+                    done.append(reused)
+                    if reused[1].shift_lowering.used == "none":
+                        break
+                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     (result,) = convert(ConvertJob(
@@ -110,6 +116,22 @@ def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, M
                 if result.manifest.shift_lowering.used == "none":
                     break  # no shift in this family: one lowering is all there is
     return done
+
+
+def _reusable(job: BenchJob, folder: Path, model: str, target: str, precision: str) -> tuple[Path, Manifest] | None:
+    """A kept artifact converted with the same model, target, precision, input size and weights."""
+    import converters
+
+    if not job.keep_artifacts:
+        return None
+    path = folder / f"{model}-{target}-{precision}{converters.get_converter(target).suffix}"
+    if not path.exists():
+        return None
+    artifact, manifest = open_artifact(path)
+    same_size = job.img_size is None or manifest.input.shape[-1] == job.img_size
+    weights = manifest.weights.file if manifest.weights else None
+    same_weights = weights == (f"demo:{model}" if job.weights == "demo" else job.weights)
+    return (artifact, manifest) if same_size and same_weights else None
 
 
 def run_bench(job: BenchJob, progress: Callable[[str], None] = lambda _: None) -> BenchReport:

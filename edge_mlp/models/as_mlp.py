@@ -11,14 +11,16 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..ops.export_forms import GroupNorm1, exporting
 from ..ops.shift import Lowering, axial_shift, check_lowering
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
 
 
 def MyNorm(dim: int) -> nn.GroupNorm:  # noqa: N802 - the official name
-    """GroupNorm with one group: LayerNorm over (C, H, W), the official AS-MLP norm."""
-    return nn.GroupNorm(1, dim)
+    """GroupNorm with one group: LayerNorm over (C, H, W), the official AS-MLP norm (exported as
+    delegable primitives, see edge_mlp.ops.export_forms)."""
+    return GroupNorm1(1, dim)
 
 
 class Mlp(nn.Module):
@@ -113,9 +115,15 @@ class PatchMerging(nn.Module):
         _, _, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"PatchMerging needs an even feature map, got {h}x{w}")
-        x = torch.cat(
-            [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1
-        )
+        if exporting():
+            # The same values in the same channel order (channel = (dw * 2 + dh) * C + c) as one
+            # reshape/permute: XNNPACK does not run stride-2 slices.
+            b, c = x.shape[:2]
+            x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 5, 3, 1, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+        else:
+            x = torch.cat(
+                [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1
+            )
         return self.reduction(self.norm(x))
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..ops.cycle_fc import CycleFC
+from ..ops.export_forms import LayerNorm, mean_hw_nhwc
 from ..ops.shift import Lowering, check_lowering
 from ._layers import drop_path_or_identity
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
@@ -53,13 +54,18 @@ class CycleMLP(nn.Module):
         h = self.sfc_h.forward_nhwc(x)
         w = self.sfc_w.forward_nhwc(x)
         c_ = self.mlp_c(x)
-        a = (h + w + c_).mean(dim=(1, 2))
+        a = mean_hw_nhwc(h + w + c_)
         # Softmax over the three branch weights of each channel. The official code permutes them to
         # the front and reduces over dim 0; the last axis is the same math and is the only softmax
         # axis mobile runtimes (TFLite) support natively.
         a = self.reweight(a).reshape(b, 1, 1, c, 3).softmax(dim=-1)
-        x = h * a[..., 0] + w * a[..., 1] + c_ * a[..., 2]
+        x = h * _branch(a, 0) + w * _branch(a, 1) + c_ * _branch(a, 2)
         return self.proj_drop(self.proj(x))
+
+
+def _branch(a: torch.Tensor, i: int) -> torch.Tensor:
+    """a[..., i] as a stride-1 slice + reshape (XNNPACK has no select)."""
+    return a.narrow(-1, i, 1).reshape(a.shape[:-1])
 
 
 class CycleBlock(nn.Module):
@@ -68,10 +74,10 @@ class CycleBlock(nn.Module):
         skip_lam: float = 1.0, shift_lowering: Lowering = "slice",
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = CycleMLP(dim, qkv_bias=qkv_bias, shift_lowering=shift_lowering)
         self.drop_path = drop_path_or_identity(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.skip_lam = skip_lam
 
@@ -144,7 +150,7 @@ class CycleNet(nn.Module):
                     raise ValueError("a stage change without a transition is not supported")
                 network.append(Downsample(embed_dims[i], embed_dims[i + 1]))
         self.network = nn.ModuleList(network)
-        self.norm = nn.LayerNorm(embed_dims[-1])
+        self.norm = LayerNorm(embed_dims[-1])
         self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
 
@@ -152,7 +158,7 @@ class CycleNet(nn.Module):
         x = self.patch_embed(x).permute(0, 2, 3, 1)
         for block in self.network:
             x = block(x)
-        return self.norm(x).mean(dim=(1, 2))
+        return mean_hw_nhwc(self.norm(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))

@@ -11,10 +11,12 @@ from functools import partial
 import torch
 import torch.nn as nn
 
+from ..ops.export_forms import LayerNorm as ExportLayerNorm
+from ..ops.export_forms import mean_tokens
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, register_family
 
-LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+LayerNorm = partial(ExportLayerNorm, eps=1e-6)
 
 
 class Mlp(nn.Module):
@@ -104,7 +106,7 @@ class MlpMixer(nn.Module):
         return self.norm(self.blocks(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_drop(self.forward_features(x).mean(dim=1)))
+        return self.head(self.head_drop(mean_tokens(self.forward_features(x))))
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from .shift import ChannelGroup, Lowering, check_lowering, shift_channel_groups
+from .shift import Lowering, check_lowering, periodic_channel_shift
 
 
 def cycle_shifts(channels: int, kernel_length: int) -> list[int]:
@@ -73,23 +73,9 @@ class CycleFC(nn.Module):
 
         # (1, k) moves along W, (k, 1) along H: the axis as seen in NCHW.
         self.shift_axis = 3 if kernel_size[0] == 1 else 2
-        shifts = cycle_shifts(in_channels, max(kernel_size))
-        # Channels with equal shifts are interleaved; gather them into contiguous runs so the
-        # shift is a handful of slices, then scatter back. Both are constant index_selects.
-        order = sorted(range(in_channels), key=lambda c: shifts[c])
-        self._groups: list[ChannelGroup] = []
-        for pos, c in enumerate(order):
-            if self._groups and self._groups[-1][2] == shifts[c]:
-                start, _, s = self._groups[-1]
-                self._groups[-1] = (start, pos + 1, s)
-            else:
-                self._groups.append((pos, pos + 1, shifts[c]))
-        self._needs_gather = order != list(range(in_channels))
-        inverse = [0] * in_channels
-        for pos, c in enumerate(order):
-            inverse[c] = pos
-        self.register_buffer("gather_index", torch.tensor(order), persistent=False)
-        self.register_buffer("scatter_index", torch.tensor(inverse), persistent=False)
+        # The shift of channel c depends on c mod k only (the official cycle pattern).
+        k = max(kernel_size)
+        self._residue_shifts = cycle_shifts(k, k)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -100,12 +86,7 @@ class CycleFC(nn.Module):
 
     def shift(self, x: torch.Tensor, channel_dim: int, axis: int) -> torch.Tensor:
         """Apply the per-channel cycle shift of the input (before the projection)."""
-        if self._needs_gather:
-            x = x.index_select(channel_dim, self.gather_index)
-        x = shift_channel_groups(x, self._groups, axis, channel_dim, self.shift_lowering)
-        if self._needs_gather:
-            x = x.index_select(channel_dim, self.scatter_index)
-        return x
+        return periodic_channel_shift(x, self._residue_shifts, axis, channel_dim, self.shift_lowering)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW in, NCHW out, as the official module."""

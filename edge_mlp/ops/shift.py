@@ -88,6 +88,36 @@ def shift_channel_groups(
     return torch.cat(parts, channel_dim).narrow(dim, pad, length)
 
 
+def periodic_channel_shift(
+    x: torch.Tensor, residue_shifts: Sequence[int], dim: int, channel_dim: int, lowering: Lowering = "slice"
+) -> torch.Tensor:
+    """Shift channel c by `residue_shifts[c % k]` along `dim`, zero-filling.
+
+    CycleFC's channels with equal shifts are interleaved (period k). Splitting the channel axis
+    into (C/k, k) makes each residue class one stride-1 slice, so the shift is k slices instead of
+    channel gathers (index_select), which mobile delegates such as XNNPACK do not run; channels
+    beyond the last whole period are shifted on their own. Pure data movement: bit-identical to
+    shifting channel by channel.
+    """
+    k = len(residue_shifts)
+    dim, channel_dim = dim % x.ndim, channel_dim % x.ndim
+    channels = x.shape[channel_dim]
+    whole = channels - channels % k
+    parts = []
+    if whole:
+        main = x.narrow(channel_dim, 0, whole) if whole < channels else x
+        shape = main.shape
+        split = (*shape[:channel_dim], whole // k, k, *shape[channel_dim + 1 :])
+        axis = dim + 1 if dim > channel_dim else dim
+        groups = [(j, j + 1, s) for j, s in enumerate(residue_shifts)]
+        parts.append(shift_channel_groups(main.reshape(split), groups, axis, channel_dim + 1, lowering).reshape(shape))
+    if whole < channels:  # the last channels % k channels: residues 0, 1, ... in order
+        tail = x.narrow(channel_dim, whole, channels - whole)
+        groups = [(j, j + 1, residue_shifts[j]) for j in range(channels - whole)]
+        parts.append(shift_channel_groups(tail, groups, dim, channel_dim, lowering))
+    return torch.cat(parts, channel_dim) if len(parts) > 1 else parts[0]
+
+
 def axial_shift(
     x: torch.Tensor, shift_size: int, dim: int, lowering: Lowering = "slice"
 ) -> torch.Tensor:

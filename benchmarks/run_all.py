@@ -1,0 +1,97 @@
+"""Latency of the three mobile models at 224x224 on every host backend, and the README table + plot.
+
+    .venv/bin/python benchmarks/run_all.py [--runs 30] [--threads 2] [--artifacts DIR]
+
+One `edge-mlp bench` run (library call) per model, each interleaving PyTorch eager fp32,
+ExecuTorch, LiteRT and ONNX Runtime at fp32 and int8, with the shift-cost ablation for the families
+that have a shift. Converted artifacts are kept in --artifacts and reused when they match, so a
+re-run only re-times. Writes benchmarks/results/bench.json, bench.csv, latency.png and rewrites the
+latency section of README.md between its markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+import warnings
+from pathlib import Path
+
+from edge_mlp.bench import BenchJob, run_bench, validate
+from edge_mlp.bench.output import markdown_table, plot, shift_markdown, write_csv, write_json
+from edge_mlp.bench.schema import BenchReport
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("as_mlp_mobile", "mixer_mobile", "cycle_mlp_mobile")
+BEGIN, END = "<!-- latency-table:begin -->", "<!-- latency-table:end -->"
+
+
+def merge(reports: list[BenchReport]) -> dict:
+    data = reports[0].to_dict()
+    for report in reports[1:]:
+        more = report.to_dict()
+        data["results"] += more["results"]
+        data["shift_costs"] += more["shift_costs"]
+        data["machine"]["gemm_peak_gflops"] = max(data["machine"]["gemm_peak_gflops"], more["machine"]["gemm_peak_gflops"])
+        data["machine"]["process_peak_rss_mb"] = more["machine"]["process_peak_rss_mb"]
+    return data
+
+
+def readme_section(data: dict, seconds: float) -> str:
+    m = data["machine"]
+    return "\n".join([
+        f"Batch 1, 224x224, random-init weights (latency does not depend on them), {m['threads']} threads, "
+        f"{data['settings']['runs']} interleaved rounds after {data['settings']['warmup']} warm-up calls, on "
+        f"{m['description']} (`{m['platform']}`), a shared machine: compare ratios within a run, not absolute "
+        f"times across runs. fp32 GEMM peak in the same process: {m['gemm_peak_gflops']:.0f} GFLOP/s "
+        f"(`{m['gemm']}`). `benchmarks/run_all.py` took {seconds / 60:.0f} min and wrote "
+        "`benchmarks/results/bench.{json,csv}` and the plot.",
+        "",
+        markdown_table(data, shipped_only=True),
+        "",
+        "What the shift costs (same backend and precision, shift lowered as identity = removed):",
+        "",
+        shift_markdown(data),
+        "",
+        "![latency](benchmarks/results/latency.png)",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--artifacts", default=str(ROOT / "benchmarks" / ".artifacts"))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    start = time.perf_counter()
+    reports = []
+    for model in args.models:
+        job = BenchJob(sources=[model], img_size=args.img_size, threads=args.threads, warmup=args.warmup,
+                       runs=args.runs, shift_ablation=model != "mixer_mobile", keep_artifacts=args.artifacts)
+        reports.append(run_bench(job, progress=lambda msg, m=model: print(f"[{m}] {msg}", flush=True)))
+    data = merge(reports)
+    problems = validate(data)
+    if problems:
+        raise SystemExit("inconsistent bench report: " + "; ".join(problems))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(data, RESULTS / "bench.json")
+    write_csv(data, RESULTS / "bench.csv")
+    plot(data, RESULTS / "latency.png")
+    readme = Path(args.readme)
+    block = f"{BEGIN}\n{readme_section(data, time.perf_counter() - start)}\n{END}"
+    text = readme.read_text()
+    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S) if BEGIN in text \
+        else text + f"\n## Latency\n\n{block}\n"
+    readme.write_text(text)
+    print(markdown_table(data, shipped_only=True))
+    print(shift_markdown(data))
+
+
+if __name__ == "__main__":
+    main()
