@@ -93,8 +93,8 @@ class CoreMLConverter(Converter):
     def host_runtime(self, mil_precision: str | None = None) -> str:
         if _on_macos():
             return f"Core ML via coremltools {importlib.metadata.version('coremltools')} MLModel.predict"
-        return (f"edge-mlp MIL interpreter ({mil_precision or 'fp16'} arithmetic model, numpy; "
-                "Core ML itself needs macOS)")
+        rounding = "kept in float32" if mil_precision == "fp32" else "rounded after each op"
+        return f"edge-mlp MIL interpreter (numpy, fp16-typed tensors {rounding}; Core ML itself needs macOS)"
 
     def load(self, artifact: Path, mil_precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """`mil_precision` ('fp16' default, or 'fp32') selects the interpreter's mode off macOS."""

@@ -150,7 +150,7 @@ def test_coreml_parity_on_macos_uses_core_ml(demo_artifact) -> None:
 def test_mil_precision_fp32_mode_and_its_scope(demo_artifact) -> None:
     exact = run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=50, mil_precision="fp32")
     rounded = run_parity(demo_artifact("mixer_mobile", "coreml", "fp16"), data=DATA, limit=50, mil_precision="fp16")
-    assert "fp32 arithmetic model" in exact.runtime and "fp16 arithmetic model" in rounded.runtime
+    assert "kept in float32" in exact.runtime and "rounded after each op" in rounded.runtime
     assert exact.max_abs_diff < rounded.max_abs_diff
     with pytest.raises(EdgeMlpError, match="mil_precision do\(es\) not apply to onnx artifacts"):
         run_parity(demo_artifact("mixer_mobile", "onnx", "fp32"), data=DATA, limit=4, mil_precision="fp32")
