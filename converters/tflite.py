@@ -70,6 +70,16 @@ def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
     return rewrite
 
 
+def input_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A float32 NCHW batch as the interpreter's input: quantized with its params for int8 I/O."""
+    x = np.ascontiguousarray(x, np.float32)
+    if np.dtype(detail["dtype"]) == np.float32:
+        return x
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+
+
 @contextmanager
 def _clear_errors(request: ConversionRequest) -> Iterator[None]:
     """litert-torch reports MLIR failures as long ValueErrors: make them one actionable line."""
@@ -185,12 +195,7 @@ class TFLiteConverter(Converter):
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
 
         def run(x: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(x, np.float32)
-            if np.dtype(inp["dtype"]) != np.float32:
-                scale, zero_point = inp["quantization"]
-                info = np.iinfo(inp["dtype"])
-                x = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-            it.set_tensor(inp["index"], x)
+            it.set_tensor(inp["index"], input_tensor(x, inp))
             it.invoke()
             y = it.get_tensor(out["index"])
             if np.dtype(out["dtype"]) != np.float32:

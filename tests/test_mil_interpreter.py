@@ -173,45 +173,41 @@ def _grid_linear(features: int, low: int, high: int) -> nn.Linear:
     return layer
 
 
-def test_constexpr_affine_dequantize_matches_pytorch(tmp_path: Path) -> None:
-    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
-
+def _compressed_linear_matches(layer: nn.Linear, x: list[torch.Tensor], compress: Callable[..., Any],
+                               op_config: Any, op: str, tmp_path: Path) -> None:
+    """Save `layer` as fp32, compress its weights with coremltools, and compare with PyTorch."""
     import coremltools as ct
+    from coremltools.optimize.coreml import OptimizationConfig
 
-    layer = _grid_linear(32, -127, 127)
-    x = [randn(4, 32)]
     path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32")
-    config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+    compressed = tmp_path / "compressed.mlpackage"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        linear_quantize_weights(ct.models.MLModel(str(path), skip_model_load=True), config=config).save(
-            str(tmp_path / "w8.mlpackage"))
-    assert "constexpr_affine_dequantize" in _program_ops(tmp_path / "w8.mlpackage")
+        compress(ct.models.MLModel(str(path), skip_model_load=True),
+                 config=OptimizationConfig(global_config=op_config)).save(str(compressed))
+    assert op in _program_ops(compressed)
     with torch.no_grad():
         want = layer(*x).numpy()
-    (got,) = _interpret(tmp_path / "w8.mlpackage", x)
+    (got,) = _interpret(compressed, x)
     assert _rel_error(got, want) <= FP32_BOUND
+
+
+def test_constexpr_affine_dequantize_matches_pytorch(tmp_path: Path) -> None:
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, linear_quantize_weights
+
+    config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                     weight_threshold=0)
+    _compressed_linear_matches(_grid_linear(32, -127, 127), [randn(4, 32)], linear_quantize_weights, config,
+                               "constexpr_affine_dequantize", tmp_path)
 
 
 def test_constexpr_lut_to_dense_matches_pytorch(tmp_path: Path) -> None:
-    from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
+    from coremltools.optimize.coreml import OpPalettizerConfig, palettize_weights
 
-    import coremltools as ct
-
-    layer = _grid_linear(24, -8, 7)  # 16 evenly spaced values: a uniform 4-bit LUT
-    x = [randn(3, 24)]
-    path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32")
-    config = OptimizationConfig(global_config=OpPalettizerConfig(mode="uniform", nbits=4, weight_threshold=0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        palettize_weights(ct.models.MLModel(str(path), skip_model_load=True), config=config).save(
-            str(tmp_path / "lut.mlpackage"))
-    assert "constexpr_lut_to_dense" in _program_ops(tmp_path / "lut.mlpackage")
-    with torch.no_grad():
-        want = layer(*x).numpy()
-    (got,) = _interpret(tmp_path / "lut.mlpackage", x)
-    assert _rel_error(got, want) <= FP32_BOUND
+    config = OpPalettizerConfig(mode="uniform", nbits=4, weight_threshold=0)
+    # 16 evenly spaced values: a uniform 4-bit LUT represents them exactly
+    _compressed_linear_matches(_grid_linear(24, -8, 7), [randn(3, 24)], palettize_weights, config,
+                               "constexpr_lut_to_dense", tmp_path)
 
 
 def test_quantize_dequantize_match_the_pt2e_simulation(tmp_path: Path) -> None:

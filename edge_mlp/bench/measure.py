@@ -63,14 +63,12 @@ def executorch_call(artifact: Path, x: np.ndarray, threads: int) -> Call:
 def litert_call(artifact: Path, x: np.ndarray, threads: int) -> Call:
     from ai_edge_litert.interpreter import Interpreter
 
+    from converters.tflite import input_tensor
+
     it = Interpreter(model_path=str(artifact), num_threads=threads)  # XNNPACK delegate by default
     it.allocate_tensors()
     inp = it.get_input_details()[0]
-    if np.dtype(inp["dtype"]) != np.float32:
-        scale, zero_point = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-    feed = np.ascontiguousarray(x.astype(inp["dtype"]))
+    feed = input_tensor(x, inp)
 
     def call() -> object:
         it.set_tensor(inp["index"], feed)

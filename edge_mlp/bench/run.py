@@ -6,7 +6,6 @@ from __future__ import annotations
 import platform
 import tempfile
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -217,10 +216,3 @@ def _shift_costs(results: list[BenchResult]) -> list[ShiftCost]:
             costs.append(ShiftCost(model, backend, precision, lowering, r.latency.median_ms,
                                    identity.latency.median_ms))
     return costs
-
-
-def group_by_model(results: list[BenchResult]) -> dict[str, list[BenchResult]]:
-    groups: dict[str, list[BenchResult]] = defaultdict(list)
-    for r in results:
-        groups[r.model].append(r)
-    return groups

@@ -157,13 +157,29 @@ def _reduction(fn: Callable[..., np.ndarray]) -> Kernel:
 KERNELS.update(reduce_mean=_reduction(np.mean), reduce_sum=_reduction(np.sum), reduce_max=_reduction(np.max))
 
 
+def _normalize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> np.ndarray:
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + epsilon)
+
+
+def _per_channel(v: Any, rank: int) -> np.ndarray:
+    return f64(v).reshape((1, -1) + (1,) * (rank - 2))
+
+
+def _channel_affine(y: np.ndarray, a: Args) -> np.ndarray:
+    """Optional per-channel (axis 1) gamma / beta of batch_norm and instance_norm."""
+    if a.get("gamma") is not None:
+        y = y * _per_channel(a["gamma"], y.ndim)
+    if a.get("beta") is not None:
+        y = y + _per_channel(a["beta"], y.ndim)
+    return y
+
+
 @kernel("layer_norm")
 def layer_norm(a: Args) -> np.ndarray:
     x = f64(a["x"])
-    axes = _reduce_axes(a, x.ndim) or tuple(range(x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+    y = _normalize(x, _reduce_axes(a, x.ndim) or tuple(range(x.ndim)), float(a.get("epsilon", 1e-5)))
     if a.get("gamma") is not None:
         y = y * f64(a["gamma"])  # gamma/beta have the shape of x over `axes` (trailing dims)
     if a.get("beta") is not None:
@@ -171,34 +187,18 @@ def layer_norm(a: Args) -> np.ndarray:
     return y
 
 
-def _per_channel(v: Any, rank: int) -> np.ndarray:
-    return f64(v).reshape((1, -1) + (1,) * (rank - 2))
-
-
 @kernel("batch_norm")
 def batch_norm(a: Args) -> np.ndarray:
     x = f64(a["x"])
     y = (x - _per_channel(a["mean"], x.ndim)) / np.sqrt(_per_channel(a["variance"], x.ndim)
                                                          + float(a.get("epsilon", 1e-5)))
-    if a.get("gamma") is not None:
-        y = y * _per_channel(a["gamma"], x.ndim)
-    if a.get("beta") is not None:
-        y = y + _per_channel(a["beta"], x.ndim)
-    return y
+    return _channel_affine(y, a)
 
 
 @kernel("instance_norm")
 def instance_norm(a: Args) -> np.ndarray:
     x = f64(a["x"])
-    axes = tuple(range(2, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-    if a.get("gamma") is not None:
-        y = y * _per_channel(a["gamma"], x.ndim)
-    if a.get("beta") is not None:
-        y = y + _per_channel(a["beta"], x.ndim)
-    return y
+    return _channel_affine(_normalize(x, tuple(range(2, x.ndim)), float(a.get("epsilon", 1e-5))), a)
 
 
 # --- linear algebra and convolution --------------------------------------------------------------
