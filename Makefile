@@ -6,7 +6,7 @@ STAMP := $(VENV)/.edge-mlp-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 EVAL_SUBSET := edge_mlp/assets/fashion_mnist_eval2000.npz
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test app-vectors clean
 
 setup: $(STAMP) data
 
@@ -16,14 +16,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-# Fashion-MNIST (Debian's dataset-fashion-mnist, ~30 MB) for full-test-set parity and training.
-# Installed when missing and we are root; without it everything uses the committed subsets.
+# Debian packages, installed when missing and we are root: Fashion-MNIST (~30 MB) for full-test-set
+# parity and training, and Kotlin (kotlinc) to compile the Android app's preprocessing in the tests.
+# Without them the suite uses the committed subsets and skips the Kotlin check, saying so.
+APT_INSTALL := apt-get install -y -qq
 data:
-	@if [ ! -f $(FASHION_MNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
-	  || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) \
-	  || echo "note: could not install dataset-fashion-mnist; using the committed Fashion-MNIST subsets"; \
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  [ -f $(FASHION_MNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	  command -v kotlinc >/dev/null || missing="$$missing kotlin"; \
+	  for pkg in $$missing; do \
+	    $(APT_INSTALL) $$pkg >/dev/null 2>&1 \
+	    || (apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) $$pkg >/dev/null 2>&1) \
+	    || echo "note: could not install $$pkg; the tests that need it use subsets or skip"; \
+	  done; \
 	fi
+
+# Rewrites the preprocessing vectors next to each sample app's unit tests (tests check they are current).
+app-vectors: $(STAMP)
+	$(PY) -m edge_mlp.apps
 
 # The main job on the shipped default: the demo as_mlp_mobile to every target, then parity of the
 # ExecuTorch int8 artifact against PyTorch on the committed evaluation subset.

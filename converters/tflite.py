@@ -11,6 +11,7 @@ import torch
 
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import QuantizationInfo, QuantParams, TensorSpec
+from edge_mlp.preprocess import quantize_input
 
 from ._pt2e import chain, mark_float, op_histogram, quantize_request
 from .base import ConversionOutput, ConversionRequest, Converter, register
@@ -76,8 +77,7 @@ def input_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if np.dtype(detail["dtype"]) == np.float32:
         return x
     scale, zero_point = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+    return quantize_input(x, scale, zero_point, detail["dtype"])
 
 
 @contextmanager

@@ -238,6 +238,27 @@ def _print_trace(args: argparse.Namespace) -> None:
                                                       if first else "none"), highlight=False)
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import BundleJob, bundle
+
+    result = bundle(BundleJob(sources=args.sources, app=args.app, app_dir=args.app_dir, images=args.images,
+                              samples=args.samples, clean=args.clean))
+    table = Table(title=f"bundled into {result.bundle_dir}")
+    for col in ("artifact", "target", "precision", "size", "sha256"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for item in result.artifacts:
+        m = item.manifest
+        table.add_row(item.artifact.name, m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
+                      f"{m.artifact.sha256[:12]}... verified")
+    console.print(table)
+    console.print(f"{len(result.samples)} sample images in {result.bundle_dir / 'samples'}", highlight=False)
+    if result.skipped:
+        console.print(f"skipped (the {args.app} app runs {' and '.join(result.layout.targets)}): "
+                      + ", ".join(result.skipped), highlight=False)
+    console.print(f"next: build the app (apps/{args.app}/README.md)", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-mlp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-mlp {__version__}")
@@ -329,6 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner-dir", help="android: local folder with benchmark_model / executor_runner "
                    "built for the phone, pushed before running")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "bundle", help="copy artifacts (checked against their manifests) into the Android or iOS sample app",
+        description="Verifies each artifact's sha256 against its manifest, the manifest's schema version and "
+                    "that the app runs its target, then copies artifacts, manifests, labels and sample images "
+                    "to where the app loads them. Any failed check copies nothing.",
+    )
+    p.add_argument("sources", nargs="+", metavar="ARTIFACT_OR_DIR",
+                   help="artifacts (.pte, .tflite, .mlpackage) or folders from edge-mlp convert; a folder "
+                        "contributes the artifacts the app can run")
+    p.add_argument("--app", required=True, choices=["android", "ios"])
+    p.add_argument("--app-dir", help="the app's folder (default: apps/<app> of this checkout)")
+    p.add_argument("--images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="sample images to bundle (default: one Fashion-MNIST test image per class)")
+    p.add_argument("--samples", type=int, default=10, help="how many default sample images (default 10)")
+    p.add_argument("--clean", action="store_true", help="remove earlier bundled files first")
+    p.set_defaults(func=cmd_bundle)
     return parser
 
 

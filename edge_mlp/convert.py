@@ -28,6 +28,7 @@ from .demo import demo_config, demo_labels, demo_weights
 from .ops.shift import ABLATION_LOWERING
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config
 from .preprocess import Preprocessing
+from .stats import config_stats
 from .weights import check_fit, read_state_dict
 
 SHIFT_LOWERINGS = ("auto", "slice", "roll")
@@ -280,7 +281,7 @@ def _convert_one(
         if weights.file is None:
             notes.append("weights: random init (seed 0); for pipeline checks, not predictions")
         manifest = Manifest(
-            model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"]),
+            model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"], config_stats(config).macs),
             input=output.input,
             output=OutputInfo(
                 tensor=output.output,

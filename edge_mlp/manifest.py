@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeMlpError
+from .preprocess import Preprocessing
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -40,6 +41,7 @@ class ModelInfo:
     name: str
     family: str
     config: dict[str, Any]  # full constructor arguments: create_model(name, **config) rebuilds it
+    macs: int | None = None  # multiply-accumulates for one image at the input size (apps' GFLOP/s)
 
 
 @dataclass
@@ -124,6 +126,9 @@ class Manifest:
             raise EdgeMlpError(f"cannot read manifest {path}: {err}") from None
         return cls.from_dict(data)
 
+
+# Fields kept as plain dicts whose layout is fixed all the same (the apps read them typed).
+DICT_FIELD_SCHEMAS: dict[tuple[type, str], type] = {(Manifest, "preprocessing"): Preprocessing}
 
 _NESTED = {
     "model": ModelInfo, "input": TensorSpec, "output": OutputInfo, "quantization": QuantizationInfo,

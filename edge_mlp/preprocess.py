@@ -50,6 +50,12 @@ class Preprocessing:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """PIL image (any mode) -> float32 array (3, H, W); grayscale is replicated to RGB."""
+        x = np.asarray(self.resized(image), dtype=np.float32) * self.scale
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def resized(self, image: Image.Image) -> Image.Image:
+        """The image in `color`, shorter side resized to `resize`, center-cropped to `crop`."""
         image = image.convert(self.color)
         w, h = image.size
         ratio = self.resize / min(w, h)
@@ -57,7 +63,14 @@ class Preprocessing:
         w, h = image.size
         ch, cw = self.crop
         left, top = (w - cw) // 2, (h - ch) // 2
-        image = image.crop((left, top, left + cw, top + ch))
-        x = np.asarray(image, dtype=np.float32) * self.scale
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        return image.crop((left, top, left + cw, top + ch))
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype | type = np.int8) -> np.ndarray:
+    """Float input -> integer input of an int8-I/O model: clip(round_half_even(x / scale) + zp).
+
+    In float32, as the sample apps do it too (their preprocessing vectors pin this).
+    """
+    info = np.iinfo(dtype)
+    x = np.asarray(x, np.float32)
+    return np.clip(np.round(x / np.float32(scale)) + zero_point, info.min, info.max).astype(dtype)

@@ -86,10 +86,11 @@ class BenchReport:
     shift_costs: list[ShiftCost] = field(default_factory=list)
     schema_version: int = BENCH_SCHEMA_VERSION
     edge_mlp_version: str = ""
+    tool: str = "edge-mlp bench"  # the sample apps write "edge-mlp android app" / "edge-mlp ios app"
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": self.schema_version, "tool": "edge-mlp bench", "edge_mlp_version": self.edge_mlp_version,
+            "schema_version": self.schema_version, "tool": self.tool, "edge_mlp_version": self.edge_mlp_version,
             "machine": asdict(self.machine), "settings": self.settings,
             "results": [asdict(r) for r in self.results], "shift_costs": [s.to_dict() for s in self.shift_costs],
         }

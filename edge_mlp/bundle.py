@@ -1,0 +1,184 @@
+"""`edge-mlp bundle`: put converted artifacts into a sample app, checked first, all or nothing.
+
+Each artifact's manifest must be of this edge-mlp's schema version, its sha256 must match the
+artifact on disk, and its target must be one the app runs. Only then is anything copied: the
+artifacts, their manifests and labels, and sample images, staged in a temp folder inside the app's
+bundle folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .apps import AppLayout, app_layout
+from .errors import EdgeMlpError
+from .fileio import TEMP_PREFIX, publish, sha256_path, staging_dir
+from .manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+
+SAMPLES_DIR = "samples"
+KEEP = {".gitkeep", "README.md"}  # the bundle folder's own files: never removed by --clean
+
+
+@dataclass
+class BundleJob:
+    sources: list[str]  # artifacts, their manifests, or folders of them
+    app: str  # android | ios
+    app_dir: str | None = None  # default: apps/<app> of this checkout
+    images: list[str] | None = None  # sample images (files or folders); default: Fashion-MNIST eval subset
+    samples: int = 10
+    clean: bool = False  # empty the bundle folder first (keeps .gitkeep and README.md)
+
+
+@dataclass
+class BundledArtifact:
+    artifact: Path  # where it now is in the app
+    manifest: Manifest
+
+
+@dataclass
+class BundleResult:
+    layout: AppLayout
+    bundle_dir: Path
+    artifacts: list[BundledArtifact]
+    samples: list[str]
+    skipped: list[str] = field(default_factory=list)  # artifacts of a folder whose target the app cannot run
+
+
+@dataclass
+class _Checked:
+    artifact: Path
+    manifest_file: Path
+    manifest: Manifest
+    labels: Path | None
+
+
+def bundle(job: BundleJob) -> BundleResult:
+    layout = app_layout(job.app)
+    app_dir = _app_dir(layout, job.app_dir)
+    checked, skipped = _collect(job.sources, layout)
+    images = _sample_images(job.images, job.samples)
+    bundle_dir = app_dir / layout.bundle_dir
+    with staging_dir(bundle_dir) as stage:
+        for item in checked:
+            _copy(item.artifact, stage / item.artifact.name)
+            shutil.copy2(item.manifest_file, stage / item.manifest_file.name)
+            if item.labels is not None:
+                shutil.copy2(item.labels, stage / item.labels.name)
+        (stage / SAMPLES_DIR).mkdir()
+        for name, image in images:
+            image.save(stage / SAMPLES_DIR / name)
+        if job.clean:
+            for old in bundle_dir.iterdir():
+                if old.name not in KEEP and not old.name.startswith(TEMP_PREFIX):
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+        for staged in sorted(stage.iterdir()):
+            publish(staged, bundle_dir / staged.name)
+    bundled = [BundledArtifact(bundle_dir / c.artifact.name, c.manifest) for c in checked]
+    return BundleResult(layout, bundle_dir, bundled, [name for name, _ in images], skipped)
+
+
+def _app_dir(layout: AppLayout, given: str | None) -> Path:
+    path = Path(given) if given else layout.default_dir()
+    if not (path / layout.marker).is_file():
+        hint = "pass --app-dir with the path of apps/" + layout.name if given is None else \
+            f"point --app-dir at the {layout.name} app (the folder with {layout.marker})"
+        raise EdgeMlpError(f"{path} is not the edge-mlp {layout.name} app (no {layout.marker}); {hint}")
+    return path
+
+
+def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], list[str]]:
+    """Every artifact to bundle, checked; an explicit artifact the app cannot run is an error,
+    one found in a folder is skipped (a folder from `convert --target all` holds every target)."""
+    checked: list[_Checked] = []
+    skipped: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir() and not (path / "Manifest.json").is_file():  # a folder, not an .mlpackage
+            manifests = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
+            if not manifests:
+                raise EdgeMlpError(f"{path} holds no *{MANIFEST_SUFFIX}; convert first (edge-mlp convert ... --out {path})")
+            for m in manifests:
+                item = _check(m.with_name(m.name[: -len(MANIFEST_SUFFIX)]), m, layout, explicit=False)
+                (checked.append(item) if isinstance(item, _Checked) else skipped.append(item))
+        elif path.exists():
+            if path.name.endswith(MANIFEST_SUFFIX):
+                artifact, manifest = path.with_name(path.name[: -len(MANIFEST_SUFFIX)]), path
+            else:
+                artifact, manifest = path, manifest_path(path)
+            checked.append(_check(artifact, manifest, layout, explicit=True))
+        else:
+            raise EdgeMlpError(f"{path} does not exist; give artifacts (.pte/.tflite/.mlpackage) or their folder")
+    if not checked:
+        raise EdgeMlpError(f"nothing the {layout.name} app can run in {', '.join(sources)} (it runs "
+                           f"{' and '.join(layout.targets)}); convert with --target {layout.targets[0]}")
+    names = [c.artifact.name for c in checked]
+    if len(set(names)) != len(names):
+        raise EdgeMlpError("two artifacts share a file name; bundle them one at a time")
+    return checked, skipped
+
+
+def _check(artifact: Path, manifest_file: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
+    if not manifest_file.is_file():
+        raise EdgeMlpError(f"{artifact} has no manifest ({manifest_file.name}); bundle artifacts made by edge-mlp convert")
+    manifest = Manifest.read(manifest_file)  # refuses an unknown schema version
+    target = manifest.target.name
+    if target not in layout.targets:
+        if not explicit:
+            return f"{artifact.name} ({target})"
+        raise EdgeMlpError(f"the {layout.name} app cannot run {target} artifacts ({artifact.name}); it runs "
+                           f"{' and '.join(layout.targets)}: convert with --target {layout.targets[0]}")
+    if manifest.artifact.file != artifact.name:
+        raise EdgeMlpError(f"{manifest_file.name} describes {manifest.artifact.file}, not {artifact.name}; "
+                           "keep each artifact with its own manifest")
+    if not artifact.exists():
+        raise EdgeMlpError(f"{artifact} is missing beside its manifest; re-convert")
+    digest = sha256_path(artifact)
+    if digest != manifest.artifact.sha256:
+        raise EdgeMlpError(f"{artifact.name} does not match its manifest (sha256 {digest[:12]}... != "
+                           f"{str(manifest.artifact.sha256)[:12]}...): it changed after conversion; re-convert it")
+    labels = None
+    if manifest.output.labels_file:
+        labels = artifact.with_name(manifest.output.labels_file)
+        if not labels.is_file():
+            raise EdgeMlpError(f"{labels} (named in {manifest_file.name}) is missing; re-convert")
+    return _Checked(artifact, manifest_file, manifest, labels)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "image"
+
+
+def _sample_images(given: list[str] | None, count: int) -> list[tuple[str, Image.Image]]:
+    """(file name, image) of the sample images: the user's, or one per class from the eval subset."""
+    if given:
+        files: list[Path] = []
+        for g in given:
+            p = Path(g)
+            files += sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+        out = []
+        for i, f in enumerate(files):
+            try:
+                with Image.open(f) as im:
+                    image = im.convert("RGB") if im.mode not in ("L", "RGB", "RGBA") else im.copy()
+            except (OSError, UnidentifiedImageError) as err:
+                raise EdgeMlpError(f"cannot read sample image {f}: {err}; give PNG or JPEG files") from None
+            out.append((f"{i}_{_safe(f.stem)}.png", image))
+        return out
+    from .demo import EVAL_SUBSET
+
+    data = np.load(EVAL_SUBSET)
+    classes = [str(c) for c in data["classes"]] if "classes" in data else None
+    labels = data["labels"]
+    picks = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)][:count]
+    return [(f"{i}_{_safe(classes[labels[k]] if classes else str(labels[k]))}.png", Image.fromarray(data["images"][k]))
+            for i, k in enumerate(picks)]
