@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import warnings
@@ -14,7 +13,7 @@ from typing import Any, Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, interrupts
 from .errors import EdgeMlpError
 from .models import create_model, get_spec, list_models, resolve_config
 from .stats import model_stats
@@ -370,13 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # unwinds through the staging folders, which clean themselves up
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -23,6 +23,7 @@ from . import __version__
 from .calibration import CalibrationSet, load_calibration
 from .errors import EdgeMlpError
 from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
+from .interrupts import checkpoint
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
 from .demo import demo_config, demo_labels, demo_weights
 from .ops.shift import ABLATION_LOWERING
@@ -251,6 +252,7 @@ def _convert_one(
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
+        checkpoint()
         if progress:
             progress.stage(conv.target, name, False, 0.0)
         start = time.perf_counter()
@@ -261,6 +263,7 @@ def _convert_one(
             stage_seconds[name] += elapsed
             if progress:
                 progress.stage(conv.target, name, True, elapsed)
+        checkpoint()
 
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(1, *config.input_size, generator=generator)

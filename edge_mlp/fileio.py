@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import EdgeMlpError
+from .interrupts import checkpoint
 
 TEMP_PREFIX = ".edge-mlp-tmp-"
 
@@ -62,6 +63,7 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
 
 def publish(staged: Path, final: Path) -> None:
     """Move a finished file or folder from the staging folder to its final name."""
+    checkpoint()  # never publish after Ctrl-C, even one a library swallowed
     if final.is_dir() and not final.is_symlink():
         shutil.rmtree(final)
     os.replace(staged, final)
