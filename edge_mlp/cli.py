@@ -243,12 +243,13 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     result = bundle(BundleJob(sources=args.sources, app=args.app, app_dir=args.app_dir, images=args.images,
                               samples=args.samples, clean=args.clean))
     table = Table(title=f"bundled into {result.bundle_dir}")
-    for col in ("artifact", "target", "precision", "size", "sha256"):
-        table.add_column(col, justify="right" if col == "size" else "left")
+    table.add_column("artifact", overflow="fold")
+    for col in ("target", "precision", "size", "sha256 verified"):
+        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=True)
     for item in result.artifacts:
         m = item.manifest
         table.add_row(item.artifact.name, m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
-                      f"{m.artifact.sha256[:12]}... verified")
+                      f"{m.artifact.sha256[:12]}...")
     console.print(table)
     console.print(f"{len(result.samples)} sample images in {result.bundle_dir / 'samples'}", highlight=False)
     if result.skipped:

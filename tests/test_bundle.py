@@ -193,7 +193,7 @@ def test_cli_bundle_success_and_refusal_exit_codes(converted: Callable[..., Any]
     pte, onnx = _gather(converted, tmp_path / "out", ("executorch", "fp32"), ("onnx", "fp32"))
     assert main(["bundle", str(pte), "--app", "android", "--app-dir", str(app), "--samples", "2"]) == 0
     out = capsys.readouterr().out
-    assert pte.name[:16] in out and "verified" in out and "2 sample images" in out
+    assert pte.name[:16] in out and "sha256 verified" in out and "2 sample images" in out
     assert main(["bundle", str(onnx), "--app", "android", "--app-dir", str(app)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("edge-mlp: error: the android app cannot run onnx") and "\n" not in err
