@@ -36,12 +36,15 @@ data:
 app-vectors: $(STAMP)
 	$(PY) -m edge_mlp.apps
 
-# The main job on the shipped default: the demo as_mlp_mobile to every target, then parity of the
-# ExecuTorch int8 artifact against PyTorch on the committed evaluation subset.
+# The main job on the shipped default: the demo as_mlp_mobile to every target, parity of the
+# ExecuTorch int8 artifact against PyTorch on the committed evaluation subset, then the artifacts
+# bundled into the Android and iOS sample apps (gitignored there), ready to build.
 demo: setup
 	$(VENV)/bin/edge-mlp list
 	$(VENV)/bin/edge-mlp convert as_mlp_mobile --target all --weights demo --out out/demo
 	$(VENV)/bin/edge-mlp parity out/demo/as_mlp_mobile-executorch-int8.pte --data $(EVAL_SUBSET)
+	$(VENV)/bin/edge-mlp bundle out/demo --app android
+	$(VENV)/bin/edge-mlp bundle out/demo --app ios
 
 test: setup
 	$(PY) -m pytest -q
