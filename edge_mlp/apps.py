@@ -23,7 +23,6 @@ VECTORS_VERSION = 1
 @dataclass(frozen=True)
 class AppLayout:
     name: str
-    language: str  # kotlin | swift
     marker: str  # a file that identifies the app's folder
     bundle_dir: str  # where bundled artifacts, manifests, labels and samples/ go
     targets: tuple[str, ...]  # converter targets whose artifacts the app runs
@@ -37,14 +36,14 @@ class AppLayout:
 
 APPS: dict[str, AppLayout] = {
     "android": AppLayout(
-        name="android", language="kotlin", marker="settings.gradle.kts",
+        name="android", marker="settings.gradle.kts",
         bundle_dir="app/src/main/assets/edge_mlp", targets=("executorch", "tflite"),
         manifest_structs="app/src/main/java/dev/edgemlp/demo/core/Manifest.kt",
         bench_structs="app/src/main/java/dev/edgemlp/demo/core/BenchReport.kt",
         vectors="app/src/test/resources/preprocess_vectors.json",
     ),
     "ios": AppLayout(
-        name="ios", language="swift", marker="project.yml",
+        name="ios", marker="project.yml",
         bundle_dir="EdgeMLPDemo/Bundle", targets=("coreml", "executorch"),
         manifest_structs="EdgeMLPCore/Sources/EdgeMLPCore/Manifest.swift",
         bench_structs="EdgeMLPCore/Sources/EdgeMLPCore/BenchReport.swift",
@@ -66,10 +65,11 @@ _IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 def _cases() -> list[dict[str, Any]]:
     """Each case: an RGBA image and the preprocessing to apply; chosen to cover what can go wrong."""
+    from .data import npz
     from .demo import EVAL_SUBSET, FASHION_MNIST_DATA
 
     rng = np.random.default_rng(7)
-    gray = np.load(EVAL_SUBSET)["images"][0]  # a real 28x28 Fashion-MNIST image, as the demo app sees it
+    gray = npz(EVAL_SUBSET).images[0]  # a real 28x28 Fashion-MNIST image, as the demo app sees it
     demo = dict(mean=FASHION_MNIST_DATA.mean, std=FASHION_MNIST_DATA.std)
     return [
         dict(name="fashion_mnist_demo: gray 28x28 -> 32 bilinear, upscale",

@@ -18,8 +18,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .apps import AppLayout, app_layout
 from .errors import EdgeMlpError
-from .fileio import TEMP_PREFIX, publish, sha256_path, staging_dir
-from .manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .data import npz
+from .fileio import TEMP_PREFIX, publish, staging_dir
+from .manifest import MANIFEST_SUFFIX, Manifest, open_artifact, split_artifact_path
 
 SAMPLES_DIR = "samples"
 KEEP = {".gitkeep", "README.md"}  # the bundle folder's own files: never removed by --clean
@@ -104,14 +105,10 @@ def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], lis
             if not manifests:
                 raise EdgeMlpError(f"{path} holds no *{MANIFEST_SUFFIX}; convert first (edge-mlp convert ... --out {path})")
             for m in manifests:
-                item = _check(m.with_name(m.name[: -len(MANIFEST_SUFFIX)]), m, layout, explicit=False)
+                item = _check(m, layout, explicit=False)
                 (checked.append(item) if isinstance(item, _Checked) else skipped.append(item))
         elif path.exists():
-            if path.name.endswith(MANIFEST_SUFFIX):
-                artifact, manifest = path.with_name(path.name[: -len(MANIFEST_SUFFIX)]), path
-            else:
-                artifact, manifest = path, manifest_path(path)
-            checked.append(_check(artifact, manifest, layout, explicit=True))
+            checked.append(_check(path, layout, explicit=True))
         else:
             raise EdgeMlpError(f"{path} does not exist; give artifacts (.pte/.tflite/.mlpackage) or their folder")
     if not checked:
@@ -123,25 +120,21 @@ def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], lis
     return checked, skipped
 
 
-def _check(artifact: Path, manifest_file: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
-    if not manifest_file.is_file():
-        raise EdgeMlpError(f"{artifact} has no manifest ({manifest_file.name}); bundle artifacts made by edge-mlp convert")
-    manifest = Manifest.read(manifest_file)  # refuses an unknown schema version
+def _check(path: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
+    """The checked artifact, or (found in a folder, of a target the app cannot run) its skip note."""
+    artifact, manifest_file = split_artifact_path(path)
+    if not explicit:  # skip other targets' artifacts without hashing them
+        target = Manifest.read(manifest_file).target.name
+        if target not in layout.targets:
+            return f"{artifact.name} ({target})"
+    artifact, manifest = open_artifact(path)  # schema version, artifact present, sha256
     target = manifest.target.name
     if target not in layout.targets:
-        if not explicit:
-            return f"{artifact.name} ({target})"
         raise EdgeMlpError(f"the {layout.name} app cannot run {target} artifacts ({artifact.name}); it runs "
                            f"{' and '.join(layout.targets)}: convert with --target {layout.targets[0]}")
     if manifest.artifact.file != artifact.name:
         raise EdgeMlpError(f"{manifest_file.name} describes {manifest.artifact.file}, not {artifact.name}; "
                            "keep each artifact with its own manifest")
-    if not artifact.exists():
-        raise EdgeMlpError(f"{artifact} is missing beside its manifest; re-convert")
-    digest = sha256_path(artifact)
-    if digest != manifest.artifact.sha256:
-        raise EdgeMlpError(f"{artifact.name} does not match its manifest (sha256 {digest[:12]}... != "
-                           f"{str(manifest.artifact.sha256)[:12]}...): it changed after conversion; re-convert it")
     labels = None
     if manifest.output.labels_file:
         labels = artifact.with_name(manifest.output.labels_file)
@@ -176,9 +169,7 @@ def _sample_images(given: list[str] | None, count: int) -> list[tuple[str, Image
         return out
     from .demo import EVAL_SUBSET
 
-    data = np.load(EVAL_SUBSET)
-    classes = [str(c) for c in data["classes"]] if "classes" in data else None
-    labels = data["labels"]
-    picks = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)][:count]
-    return [(f"{i}_{_safe(classes[labels[k]] if classes else str(labels[k]))}.png", Image.fromarray(data["images"][k]))
+    data = npz(EVAL_SUBSET)
+    picks = [int(np.flatnonzero(data.labels == c)[0]) for c in np.unique(data.labels)][:count]
+    return [(f"{i}_{_safe(data.classes[data.labels[k]])}.png", Image.fromarray(data.images[k]))
             for i, k in enumerate(picks)]

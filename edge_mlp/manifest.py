@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeMlpError
+from .fileio import sha256_path
 from .preprocess import Preprocessing
 
 SCHEMA_VERSION = 1
@@ -156,3 +157,26 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 def manifest_path(artifact: str | Path) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
+
+
+def split_artifact_path(path: str | Path) -> tuple[Path, Path]:
+    """An artifact or its manifest -> (artifact, manifest file)."""
+    path = Path(path)
+    if path.name.endswith(MANIFEST_SUFFIX):
+        return path.with_name(path.name[: -len(MANIFEST_SUFFIX)]), path
+    return path, manifest_path(path)
+
+
+def open_artifact(path: str | Path) -> tuple[Path, Manifest]:
+    """An artifact or its manifest -> (artifact path, manifest), the schema version and sha256 checked."""
+    artifact, manifest_file = split_artifact_path(path)
+    if not manifest_file.is_file():
+        raise EdgeMlpError(f"{path} has no manifest (expected {manifest_file}); convert with edge-mlp convert")
+    manifest = Manifest.read(manifest_file)
+    if not artifact.exists():
+        raise EdgeMlpError(f"artifact {artifact} named by {manifest_file} is missing")
+    digest = sha256_path(artifact)
+    if digest != manifest.artifact.sha256:
+        raise EdgeMlpError(f"{artifact.name} does not match its manifest (sha256 {digest[:12]}... != "
+                           f"{str(manifest.artifact.sha256)[:12]}...): it changed after conversion; re-convert it")
+    return artifact, manifest

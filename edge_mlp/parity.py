@@ -18,8 +18,8 @@ import torch.nn as nn
 from .data import LabelledImages, load_dataset, preprocess_all
 from .demo import demo_weights
 from .errors import EdgeMlpError
-from .fileio import sha256_file, sha256_path
-from .manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .fileio import sha256_file
+from .manifest import Manifest, open_artifact
 from .models import RANDOM_INIT_SEED, build, config_from_record
 from .preprocess import Preprocessing
 from .weights import load_weights
@@ -50,23 +50,6 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "max_abs_diff_rel": self.max_abs_diff_rel}
-
-
-def open_artifact(path: str | Path) -> tuple[Path, Manifest]:
-    """An artifact or its manifest -> (artifact path, manifest), with the sha256 checked."""
-    path = Path(path)
-    if path.name.endswith(MANIFEST_SUFFIX):
-        manifest_file, artifact = path, path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
-    else:
-        manifest_file, artifact = manifest_path(path), path
-    if not manifest_file.is_file():
-        raise EdgeMlpError(f"no manifest for {path} (expected {manifest_file}); convert with edge-mlp convert")
-    manifest = Manifest.read(manifest_file)
-    if not artifact.exists():
-        raise EdgeMlpError(f"artifact {artifact} named by {manifest_file} is missing")
-    if sha256_path(artifact) != manifest.artifact.sha256:
-        raise EdgeMlpError(f"{artifact} does not match the sha256 in its manifest: it changed after conversion")
-    return artifact, manifest
 
 
 def reference_model(manifest: Manifest) -> nn.Module:

@@ -151,7 +151,8 @@ def _python_kind(tp: Any, dict_schema: type | None = None) -> tuple[Kind, bool, 
     if dataclasses.is_dataclass(tp):
         return ("struct", tp.__name__), False, tp
     if origin in (list, tuple):
-        return ("list", _python_kind(args[0])[0]), False, _python_kind(args[0])[2]
+        element, _, nested = _python_kind(args[0])
+        return ("list", element), False, nested
     if origin is dict:
         return ("map", ("any",) if args[1] is Any else _python_kind(args[1])[0]), False, None
     return {str: ("str",), int: ("int",), float: ("float",), bool: ("bool",)}.get(tp, ("any",)), False, None

@@ -16,9 +16,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import EdgeMlpError
-from ..manifest import Manifest
+from ..manifest import Manifest, open_artifact
 from ..models import config_from_record
-from ..parity import open_artifact
 from ..stats import config_stats
 from .schema import BACKENDS, BenchReport, BenchResult, Latency, Machine
 

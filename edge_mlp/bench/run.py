@@ -15,10 +15,10 @@ import numpy as np
 from .. import __version__
 from ..convert import ConvertJob, convert
 from ..errors import EdgeMlpError
-from ..manifest import Manifest
+from ..manifest import Manifest, open_artifact
 from ..models import config_from_record, list_models
 from ..ops.shift import ABLATION_LOWERING, LOWERINGS
-from ..parity import open_artifact, reference_model
+from ..parity import reference_model
 from ..stats import config_stats
 from . import measure
 from .schema import BACKENDS, BenchReport, BenchResult, Machine, ShiftCost
