@@ -6,7 +6,7 @@ STAMP := $(VENV)/.edge-mlp-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 EVAL_SUBSET := edge_mlp/assets/fashion_mnist_eval2000.npz
 
-.PHONY: setup data demo test app-vectors clean
+.PHONY: setup data demo test app-vectors zoo-stats clean
 
 setup: $(STAMP) data
 
@@ -35,6 +35,10 @@ data:
 # Rewrites the preprocessing vectors next to each sample app's unit tests (tests check they are current).
 app-vectors: $(STAMP)
 	$(PY) -m edge_mlp.apps
+
+# Rewrites the registered variants' params/MACs that `edge-mlp list` reads (tests check they are current).
+zoo-stats: $(STAMP)
+	$(PY) -m edge_mlp.stats
 
 # The main job on the shipped default: the demo as_mlp_mobile to every target, parity of the
 # ExecuTorch int8 artifact against PyTorch on the committed evaluation subset, then the artifacts

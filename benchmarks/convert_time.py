@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-import converters
+from edge_mlp import converters
 from edge_mlp.convert import ConvertJob, convert
 
 COMBOS = [(t, p) for t in ("executorch", "tflite", "onnx", "coreml") for p in ("fp32", "int8")] + [

@@ -68,6 +68,7 @@ import yaml
 from timm.models.mlp_mixer import MlpMixer as TimmMlpMixer
 
 import edge_mlp
+from edge_mlp.options import ExportForms, ShiftLowering, using_forms
 
 TOLERANCE = 1e-5
 NUM_CLASSES = 1000
@@ -291,11 +292,9 @@ def build_official(name: str, family: str, size: Size, off: Official) -> nn.Modu
     return model.eval()
 
 
-def build_ours(name: str, family: str, size: Size, lowering: str | None) -> nn.Module:
+def build_ours(name: str, family: str, size: Size) -> nn.Module:
     img_size = size[0] if size[0] == size[1] else size
     overrides: dict[str, Any] = {"num_classes": NUM_CLASSES, "img_size": img_size}
-    if lowering is not None:
-        overrides["shift_lowering"] = lowering
     return edge_mlp.create_model(name, **overrides).eval()
 
 
@@ -413,7 +412,7 @@ def compare(
     name: str, family: str, official: nn.Module, state: dict[str, torch.Tensor],
     lowering: str | None, sizes: Sequence[Size], seed: int,
 ) -> list[Row]:
-    ours = build_ours(name, family, sizes[0], lowering)
+    ours = build_ours(name, family, sizes[0])
     ours_state = ours.state_dict()
     keys_identical = set(ours_state) == set(state)
     shapes_identical = keys_identical and all(
@@ -427,7 +426,8 @@ def compare(
 
     gen = torch.Generator().manual_seed(seed + 1)
     inputs = [torch.randn(BATCH, 3, h, w, generator=gen) for h, w in sizes]
-    with torch.no_grad():
+    forms = ExportForms() if lowering is None else ExportForms(shift=ShiftLowering(lowering))
+    with torch.no_grad(), using_forms(forms):
         fp32 = [(official(x), ours(x)) for x in inputs]
         official.double()
         ours.double()

@@ -1,9 +1,14 @@
 """The one interface every export target implements, and the registry of targets.
 
-A converter turns (model, example input, precision, calibration data) into one artifact in a
-staging folder and describes it (I/O tensors, quantization, coverage). It also runs the artifact
-on its host runtime, which tests and parity checks use. Adding a target is one new module with one
-`@register` class.
+A target class is the only home of its facts: name, artifact suffix, precisions and default, the
+export forms it wants (shift lowering, delegate forms), how it converts, how its host runtime loads
+an artifact (with a thread count), its bench backend name, its on-device benchmark tool and the
+sample apps that run it. The CLI, bench, parity, bundle and the app layouts read these from the
+registry. Adding a target is one new module with one `@register` class, plus its import line in
+`__init__.py`.
+
+This module and the class bodies of the targets import no torch or runtime: `edge-mlp --help`
+reads the registry, so heavy imports live inside methods.
 """
 
 from __future__ import annotations
@@ -13,16 +18,19 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
-
-import numpy as np
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 from edge_mlp.errors import EdgeMlpError
-from edge_mlp.manifest import QuantizationInfo, TensorSpec
+from edge_mlp.options import ExportForms, Precision, ShiftLowering
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8")
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from edge_mlp.manifest import QuantizationInfo, TensorSpec
+    from edge_mlp.timing import Latency
+
 StageTimer = Callable[[str], AbstractContextManager[Any]]
 
 
@@ -30,13 +38,16 @@ StageTimer = Callable[[str], AbstractContextManager[Any]]
 class ConversionRequest:
     model: nn.Module  # eval mode, with `edge_config`
     example: torch.Tensor  # (1, C, H, W) float32
-    precision: str
+    precision: Precision
     calibration: Sequence[torch.Tensor]  # preprocessed (1, C, H, W) batches; used by int8 only
     work_dir: Path  # staging folder: write the artifact here
     stem: str  # artifact file name without suffix
     num_classes: int
     stage: StageTimer  # `with request.stage("export"): ...` times and reports a stage
     float_modules: tuple[str, ...] = ()  # int8: module paths (blocks) to keep in float
+
+    def __post_init__(self) -> None:
+        self.precision = Precision.parse(self.precision)
 
 
 @dataclass
@@ -49,69 +60,99 @@ class ConversionOutput:
     notes: list[str] = field(default_factory=list)
 
 
+class HostModel:
+    """An artifact loaded once on this machine's runtime."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Float32 logits of a float32 NCHW batch of one (int8 I/O is quantized inside)."""
+        raise NotImplementedError
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        """A call that runs the model on `x` with the input already in the runtime's form: what
+        `edge-mlp bench` times, so input conversion does not count as inference."""
+        return lambda: self(x)
+
+
+class Shell(Protocol):
+    """Runs a command on a phone (edge_mlp.bench.device.Adb) and returns its output."""
+
+    def shell(self, command: str) -> str: ...
+
+
 class Converter(ABC):
     target: ClassVar[str]
     suffix: ClassVar[str]
-    precisions: ClassVar[tuple[str, ...]]
-    default_precision: ClassVar[str]
+    precisions: ClassVar[tuple[Precision, ...]]
+    default_precision: ClassVar[Precision]
     # What `--shift-lowering auto` uses for this target, and the measurement behind the choice.
-    preferred_lowering: ClassVar[str]
+    preferred_lowering: ClassVar[ShiftLowering]
     lowering_reason: ClassVar[str]
+    delegate_norms: ClassVar[bool] = False  # export norms/means in the XNNPACK delegate's forms
     runtime_packages: ClassVar[tuple[str, ...]]
     host_runtime_package: ClassVar[str]  # what `load` runs artifacts on here, named in reports
     load_options: ClassVar[tuple[str, ...]] = ()  # keyword options `load` understands
+    bench_backend: ClassVar[str]  # the runtime's name in bench results
+    host_timed: ClassVar[bool] = True  # `edge-mlp bench` can time it on this host
+    apps: ClassVar[tuple[str, ...]] = ()  # sample apps (edge_mlp.apps) that run its artifacts
+    device_runner: ClassVar[str | None] = None  # the runtime's benchmark binary on an Android phone
+    int8_scheme: ClassVar[str] = ""  # manifest quantization.scheme / .tool of its int8
+    int8_tool: ClassVar[str] = ""
+
+    def export_forms(self, lowering: ShiftLowering) -> ExportForms:
+        """The op forms this target's artifacts are exported with."""
+        return ExportForms(shift=lowering, delegate_norms=self.delegate_norms)
 
     @abstractmethod
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         """Write the artifact for `request` into `request.work_dir` and describe it."""
 
     @abstractmethod
-    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
-        """Load the artifact on the host runtime once: the result maps a float32 NCHW batch of
-        one to float32 logits (int8 I/O is quantized and dequantized inside)."""
+    def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
+        """Load the artifact on the host runtime once (`threads`: the runtime's thread count;
+        None: its default)."""
+
+    def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
+        """(quantizer, graph rewrite or None, note) of this target's int8, leaving `float_modules`
+        unquantized; PT2E-free targets return the closest PT2E simulation (edge_mlp.sensitivity).
+        Default: XNNPACKQuantizer."""
+        from .pt2e import xnnpack_recipe
+
+        return xnnpack_recipe(float_modules)
+
+    @abstractmethod
+    def coverage_summary(self, coverage: dict[str, Any]) -> str:
+        """One short cell for the summary table, e.g. "212/212 delegated"."""
 
     def run(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
         return self.load(artifact, **options)(x)
 
     def predict(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
         """Logits for a batch of any size: the artifact takes one image at a time."""
+        import numpy as np
+
         self.check_options(options)
-        run = self.load(artifact, **options)
-        return np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+        model = self.load(artifact, **options)
+        return np.concatenate([model(x[i : i + 1]) for i in range(len(x))])
+
+    def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
+                      runs: int) -> tuple[Latency, float | None]:
+        """(latency, memory MB or None) from `device_runner` on a phone; targets with one override it."""
+        raise EdgeMlpError(f"{self.target} artifacts have no on-device benchmark runner")
 
     def host_runtime(self, **options: Any) -> str:
         """The runtime `load` uses on this machine, with its version, for reports."""
         pkg = self.host_runtime_package
         return f"{pkg} {importlib.metadata.version(pkg)}"
 
-    def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
-        """(quantizer, graph rewrite or None, note) of this target's int8, leaving `float_modules`
-        unquantized; PT2E-free targets return the XNNPACK recipe as the closest simulation."""
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer,
-            get_symmetric_quantization_config,
-        )
-
-        from ._pt2e import chain, float_norms, mark_float, slices_share_qparams
-
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        rewrite = chain(mark_float(float_modules) if float_modules else None, float_norms,
-                        slices_share_qparams(quantizer))
-        return quantizer, rewrite, "XNNPACKQuantizer PT2E (per-channel symmetric weights, per-tensor activations)"
-
-    @abstractmethod
-    def coverage_summary(self, coverage: dict[str, Any]) -> str:
-        """One short cell for the summary table, e.g. "212/212 delegated"."""
-
     def runtime_versions(self) -> dict[str, str]:
         return {pkg: importlib.metadata.version(pkg) for pkg in self.runtime_packages}
 
     def check_options(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(self.load_options))
+        unknown = sorted(set(options) - {"threads", *self.load_options})
         if unknown:
             raise EdgeMlpError(f"{', '.join(unknown)} do(es) not apply to {self.target} artifacts")
 
-    def check_precision(self, precision: str) -> None:
+    def check_precision(self, precision: Precision) -> None:
         if precision not in self.precisions:
             raise EdgeMlpError(
                 f"precision {precision} is not supported for target {self.target} "
@@ -131,6 +172,15 @@ def list_targets() -> list[str]:
     return list(_TARGETS)
 
 
+def all_converters() -> list[Converter]:
+    return list(_TARGETS.values())
+
+
+def host_timed_targets() -> tuple[str, ...]:
+    """Targets `edge-mlp bench` can time on this host."""
+    return tuple(c.target for c in _TARGETS.values() if c.host_timed)
+
+
 def get_converter(target: str) -> Converter:
     try:
         return _TARGETS[target]
@@ -138,11 +188,15 @@ def get_converter(target: str) -> Converter:
         raise EdgeMlpError(f"unknown target {target!r}; choose one of {', '.join(_TARGETS)} or all") from None
 
 
-def in_modules(node: torch.fx.Node, modules: Sequence[str]) -> bool:
-    """Whether an exported graph node comes from inside one of the named modules."""
-    paths = {path for path, _ in (node.meta.get("nn_module_stack") or {}).values()}
-    return any(m in paths for m in modules)
+def op_histogram(names: Sequence[str]) -> dict[str, int]:
+    """Op name -> count, most frequent first."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def float_spec(name: str, shape: Sequence[int], layout: str) -> TensorSpec:
+    from edge_mlp.manifest import TensorSpec
+
     return TensorSpec(name=name, shape=[int(s) for s in shape], dtype="float32", layout=layout)

@@ -10,50 +10,68 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import torch
+from edge_mlp.options import Precision, ShiftLowering
 
-from edge_mlp.manifest import QuantizationInfo
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, float_spec, op_histogram, register
 
-from ._pt2e import op_histogram, quantize_request
-from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class _Predictor(HostModel):
+    """Wraps `predict(name_in -> array) -> {name_out: array}` of Core ML or the MIL interpreter."""
+
+    def __init__(self, predict: Callable[[dict], dict], name_in: str, name_out: str) -> None:
+        self.predict, self.name_in, self.name_out = predict, name_in, name_out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        out = self.predict({self.name_in: np.ascontiguousarray(x, np.float32)})[self.name_out]
+        return np.asarray(out, dtype=np.float32)
 
 
 @register
 class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
-    precisions = ("fp16", "fp32", "int8", "w8")
-    default_precision = "fp16"
-    preferred_lowering = "slice"
+    precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8)
+    default_precision = Precision.FP16
+    preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
     runtime_packages = ("coremltools", "torch")
     host_runtime_package = "coremltools"
     load_options = ("mil_precision",)
+    bench_backend = "coreml"
+    host_timed = False  # Core ML latency needs a Mac: the iOS app's benchmark mode measures it
+    apps = ("ios",)
+    int8_scheme = ("W8A8: per-channel symmetric int8 weights, per-tensor int8 activations "
+                   "(PT2E Q/DQ graph -> MIL quantize/dequantize), fp16 compute elsewhere")
+    int8_tool = "executorch XNNPACKQuantizer + torchao PT2E + coremltools"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import coremltools as ct
+        import torch
+
+        from edge_mlp.manifest import QuantizationInfo
+
+        from .pt2e import quantize_request
 
         model, x = request.model, request.example
         quantization = None
-        if request.precision == "int8":
-            model, _ = quantize_request(self, request)
-            quantization = QuantizationInfo(
-                scheme="W8A8: per-channel symmetric int8 weights, per-tensor int8 activations "
-                       "(PT2E Q/DQ graph -> MIL quantize/dequantize), fp16 compute elsewhere",
-                tool="executorch XNNPACKQuantizer + torchao PT2E + coremltools",
-            )
+        if request.precision.calibrated:
+            model, _, quantization = quantize_request(self, request)
         with request.stage("export"):
             program = torch.export.export(model, (x,)).run_decompositions({})
-        compute = ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16
+        compute = ct.precision.FLOAT32 if request.precision is Precision.FP32 else ct.precision.FLOAT16
         with request.stage("lower"):
             mlmodel = ct.convert(
                 program, minimum_deployment_target=ct.target.iOS17, compute_precision=compute,
                 convert_to="mlprogram",
             )
-        if request.precision == "w8":
+        if request.precision is Precision.W8:
             from coremltools.optimize.coreml import (
                 OpLinearQuantizerConfig,
                 OptimizationConfig,
@@ -80,7 +98,7 @@ class CoreMLConverter(Converter):
             quantization=quantization,
             coverage={
                 "mil_op_histogram": ops,
-                "compute_precision": "float32" if request.precision == "fp32" else "float16",
+                "compute_precision": "float32" if request.precision is Precision.FP32 else "float16",
                 "minimum_deployment_target": "iOS17",
                 "spec_version": spec.specificationVersion,
             },
@@ -96,26 +114,25 @@ class CoreMLConverter(Converter):
         rounding = "kept in float32" if mil_precision == "fp32" else "rounded after each op"
         return f"edge-mlp MIL interpreter (numpy, fp16-typed tensors {rounding}; Core ML itself needs macOS)"
 
-    def load(self, artifact: Path, mil_precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
-        """`mil_precision` ('fp16' default, or 'fp32') selects the interpreter's mode off macOS."""
+    def load(self, artifact: Path, threads: int | None = None, mil_precision: str | None = None) -> HostModel:
+        """`mil_precision` ('fp16' default, or 'fp32') selects the interpreter's mode off macOS;
+        `threads` does not apply (Core ML and the interpreter choose their own)."""
         if _on_macos() and mil_precision is None:
             return _predict_with_core_ml(artifact)
         from edge_mlp.mil import MilInterpreter
 
         interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16")
         (name_in,), (name_out,) = interpreter.inputs, interpreter.output_names
-        return lambda x: interpreter({name_in: np.ascontiguousarray(x, np.float32)})[name_out]
+        return _Predictor(interpreter, name_in, name_out)
 
 
 def _on_macos() -> bool:
     return platform.system() == "Darwin"
 
 
-def _predict_with_core_ml(artifact: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _predict_with_core_ml(artifact: Path) -> HostModel:
     import coremltools as ct
 
     mlmodel = ct.models.MLModel(str(artifact))
     spec = mlmodel.get_spec()
-    name_in, name_out = spec.description.input[0].name, spec.description.output[0].name
-    return lambda x: np.asarray(
-        mlmodel.predict({name_in: np.ascontiguousarray(x, np.float32)})[name_out], dtype=np.float32)
+    return _Predictor(mlmodel.predict, spec.description.input[0].name, spec.description.output[0].name)

@@ -2,59 +2,103 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import torch
+from edge_mlp.errors import EdgeMlpError
+from edge_mlp.options import Precision, ShiftLowering
 
-from edge_mlp.manifest import QuantizationInfo
-from edge_mlp.ops.export_forms import delegate_forms
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, float_spec, register
 
-from ._pt2e import quantize_request
-from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_mlp.timing import Latency
 
 # Graph bookkeeping nodes that are neither compute nor a delegation failure.
 _BOOKKEEPING = {"getitem", "executorch_call_delegate", "output", "placeholder"}
+# executor_runner reports one mean per process: p10/p90 come from repeating it.
+EXECUTOR_RUNNER_REPEATS = 5
+_EXECUTED = re.compile(r"Model executed successfully (?P<count>\d+) time\(s\) in (?P<ms>[\d.]+) ms")
+
+
+class _Program(HostModel):
+    def __init__(self, artifact: Path, threads: int | None) -> None:
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        if threads is not None:
+            portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's pool; the only knob the pybindings expose
+        self.method = Runtime.get().load_program(str(artifact)).load_method("forward")
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        import torch
+
+        inputs = [torch.from_numpy(x)]
+        return lambda: self.method.execute(inputs)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+        import torch
+
+        return self.method.execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])[0].numpy()
+
+
+def parse_executor_runner(text: str) -> tuple[int, float]:
+    """ExecuTorch `executor_runner` output -> (executions, mean ms per execution)."""
+    match = _EXECUTED.search(text)
+    if match is None:
+        raise EdgeMlpError("executor_runner output has no 'Model executed successfully N time(s) in X ms' line "
+                           "(an older runner without --num_executions timing, or it failed)")
+    count = int(match["count"])
+    return count, float(match["ms"]) / count
+
+
+def executor_runner_latency(means_ms: list[float], executions: int) -> Latency:
+    from edge_mlp.timing import Latency
+
+    return Latency.from_samples(means_ms, runs=executions * len(means_ms))
 
 
 @register
 class ExecuTorchConverter(Converter):
     target = "executorch"
     suffix = ".pte"
-    precisions = ("fp32", "int8")
-    default_precision = "int8"
-    preferred_lowering = "slice"
+    precisions = (Precision.FP32, Precision.INT8)
+    default_precision = Precision.INT8
+    preferred_lowering = ShiftLowering.SLICE
     lowering_reason = (
         "slice: XNNPACK delegates pad/slice/cat; torch.roll stays outside the delegate "
         "(probe: 117 vs 35 non-delegated nodes)"
     )
+    # Norms, means and space-to-depth in forms XNNPACK takes whole (edge_mlp.ops.export_forms).
+    delegate_norms = True
     runtime_packages = ("executorch", "torch", "torchao")
     host_runtime_package = "executorch"
+    bench_backend = "executorch-xnnpack"
+    apps = ("android", "ios")
+    device_runner = "executor_runner"
+    int8_scheme = ("static int8: per-channel symmetric weights, per-tensor affine activations "
+                   "(PT2E Q/DQ; ops XNNPACKQuantizer does not annotate stay float)")
+    int8_tool = "executorch XNNPACKQuantizer + torchao PT2E"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
-        # Norms, means and space-to-depth in forms XNNPACK takes whole (edge_mlp.ops.export_forms).
-        with delegate_forms():
-            return self._convert(request)
-
-    def _convert(self, request: ConversionRequest) -> ConversionOutput:
+        import torch
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower
         from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
+        from .pt2e import quantize_request
+
         model, x = request.model, request.example
         quantization = None
-        if request.precision == "int8":
-            model, _ = quantize_request(self, request)
-            quantization = QuantizationInfo(
-                scheme="static int8: per-channel symmetric weights, per-tensor affine activations "
-                       "(PT2E Q/DQ; ops XNNPACKQuantizer does not annotate stay float)",
-                tool="executorch XNNPACKQuantizer + torchao PT2E",
-            )
+        if request.precision.calibrated:
+            model, _, quantization = quantize_request(self, request)
         with request.stage("export"):
             program = torch.export.export(model, (x,))
-            if request.precision == "fp32":
+            if request.precision is Precision.FP32:
                 # Fold ops on weights (CycleFC's flatten of its conv-shaped weight) into constants:
                 # XNNPACK takes an fp32 Linear only with a constant weight. Not for int8, where it
                 # would fold the weights' dequantize and store them as float.
@@ -95,8 +139,14 @@ class ExecuTorchConverter(Converter):
     def coverage_summary(self, coverage: dict) -> str:
         return f"{coverage['compute_ops_delegated']}/{coverage['compute_ops_total']} ops delegated"
 
-    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
-        from executorch.runtime import Runtime
+    def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
+        return _Program(artifact, threads)
 
-        method = Runtime.get().load_program(str(artifact)).load_method("forward")
-        return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])[0].numpy()
+    def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
+                      runs: int) -> tuple[Latency, float | None]:
+        means = []
+        for _ in range(EXECUTOR_RUNNER_REPEATS):
+            count, mean = parse_executor_runner(phone.shell(
+                f"{runner_path} --model_path={model_path} --num_executions={runs} --cpu_threads={threads}"))
+            means.append(mean)
+        return executor_runner_latency(means, count), None

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
-import torch
+from edge_mlp.options import Precision, ShiftLowering
 
-from edge_mlp.manifest import QuantizationInfo
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, float_spec, op_histogram, register
 
-from ._pt2e import op_histogram
-from .base import ConversionOutput, ConversionRequest, Converter, float_spec, register
+if TYPE_CHECKING:
+    import numpy as np
 
 OPSET = 17
+
+
+class _Session(HostModel):
+    def __init__(self, artifact: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        import numpy as np
+
+        feed = {self.name: np.ascontiguousarray(x, np.float32)}
+        return lambda: self.session.run(None, feed)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.bind(x)()[0]
 
 
 def _onnx_scopes(module: str) -> set[str]:
@@ -32,26 +53,32 @@ def _onnx_scopes(module: str) -> set[str]:
 class OnnxConverter(Converter):
     target = "onnx"
     suffix = ".onnx"
-    precisions = ("fp32", "int8")
-    default_precision = "int8"
-    preferred_lowering = "slice"
+    precisions = (Precision.FP32, Precision.INT8)
+    default_precision = Precision.INT8
+    preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: exports to Pad/Slice/Concat directly; roll becomes extra Slice/Concat pairs"
     runtime_packages = ("onnx", "onnxruntime", "torch")
     host_runtime_package = "onnxruntime"
+    bench_backend = "onnxruntime-cpu"
+    int8_scheme = "static int8 QDQ: per-channel symmetric weights, per-tensor activations (MinMax)"
+    int8_tool = "onnxruntime.quantization.quantize_static"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import onnx
+        import torch
+
+        from edge_mlp.manifest import QuantizationInfo
 
         x = request.example
         path = request.work_dir / f"{request.stem}{self.suffix}"
-        fp32_path = path if request.precision == "fp32" else request.work_dir / "fp32.onnx"
+        fp32_path = path if request.precision is Precision.FP32 else request.work_dir / "fp32.onnx"
         with request.stage("export"), torch.no_grad():
             torch.onnx.export(
                 request.model, (x,), str(fp32_path), dynamo=False, opset_version=OPSET,
                 input_names=["input"], output_names=["logits"],
             )
         quantization = None
-        if request.precision == "int8":
+        if request.precision.calibrated:
             from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -76,10 +103,7 @@ class OnnxConverter(Converter):
                 )
             for tmp in (fp32_path, prepared):
                 tmp.unlink()
-            quantization = QuantizationInfo(
-                scheme="static int8 QDQ: per-channel symmetric weights, per-tensor activations (MinMax)",
-                tool="onnxruntime.quantization.quantize_static",
-            )
+            quantization = QuantizationInfo(scheme=self.int8_scheme, tool=self.int8_tool)
         graph = onnx.load(str(path)).graph
         coverage = {"op_histogram": op_histogram([n.op_type for n in graph.node]), "opset": OPSET}
         return ConversionOutput(
@@ -93,13 +117,12 @@ class OnnxConverter(Converter):
     def coverage_summary(self, coverage: dict) -> str:
         return f"{sum(coverage['op_histogram'].values())} nodes"
 
-    def pt2e_recipe(self, float_modules: Sequence[str] = ()):
-        quantizer, rewrite, _ = super().pt2e_recipe(float_modules)
+    def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
+        from .pt2e import xnnpack_recipe
+
+        quantizer, rewrite, _ = xnnpack_recipe(float_modules)
         return quantizer, rewrite, ("XNNPACKQuantizer PT2E as a stand-in for ONNX Runtime's static QDQ "
                                     "(same scheme: per-channel symmetric weights, per-tensor activations)")
 
-    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
+    def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
+        return _Session(artifact, threads)

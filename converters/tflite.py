@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from edge_mlp.errors import EdgeMlpError
-from edge_mlp.manifest import QuantizationInfo, QuantParams, TensorSpec
-from edge_mlp.preprocess import quantize_input
+from edge_mlp.options import Precision, ShiftLowering
 
-from ._pt2e import chain, mark_float, op_histogram, quantize_request
-from .base import ConversionOutput, ConversionRequest, Converter, register
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, op_histogram, register
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from edge_mlp.manifest import TensorSpec
+    from edge_mlp.timing import Latency
+
+_STAT_LINE = re.compile(r"count=(?P<count>\d+) first=\S+ curr=\S+ min=(?P<min>[\d.e+]+) max=(?P<max>[\d.e+]+) "
+                        r"avg=(?P<avg>[\d.e+]+) std=(?P<std>[\d.e+]+)"
+                        r"(?: p5=(?P<p5>[\d.e+]+) median=(?P<median>[\d.e+]+) p95=(?P<p95>[\d.e+]+))?")
+_TIMINGS = re.compile(r"Inference timings in us: Init: (?P<init>[\d.e+]+), First inference: (?P<first>[\d.e+]+), "
+                      r"Warmup \(avg\): [\d.e+]+, Inference \(avg\): (?P<avg>[\d.e+]+)")
+_MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
+                     r"init=(?P<init>[\d.e+]+) overall=(?P<overall>[\d.e+]+)")
 
 
 def _interpreter(path: Path, delegates: bool = True, threads: int | None = None):
@@ -27,13 +38,14 @@ def _interpreter(path: Path, delegates: bool = True, threads: int | None = None)
 
 
 def _spec(detail: dict, layout: str) -> TensorSpec:
+    import numpy as np
+
+    from edge_mlp.manifest import QuantParams, TensorSpec
+
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"]).name
     quant = QuantParams(float(scale), int(zero_point)) if dtype in ("int8", "uint8") else None
     return TensorSpec(detail["name"], [int(s) for s in detail["shape"]], dtype, layout, quant)
-
-
-_RESHAPES = (torch.ops.aten.reshape.default, torch.ops.aten.view.default)
 
 
 def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
@@ -45,9 +57,11 @@ def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
     rejected it. We spell softmax as `_softmax` and annotate the reshape as sharing its input's
     params, as propagation would.
     """
+    import torch
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     act_qspec = quantizer.global_config.input_activation
+    reshapes = (torch.ops.aten.reshape.default, torch.ops.aten.view.default)
 
     def rewrite(graph: torch.fx.GraphModule) -> None:
         for node in graph.graph.nodes:
@@ -59,7 +73,7 @@ def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
             node.args = (node.args[0], node.args[1], False)
             node.kwargs = {}
             source = node.args[0]
-            if source.op == "call_function" and source.target in _RESHAPES:
+            if source.op == "call_function" and source.target in reshapes:
                 producer = source.args[0]
                 source.meta["quantization_annotation"] = QuantizationAnnotation(
                     input_qspec_map={producer: act_qspec},
@@ -73,6 +87,10 @@ def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
 
 def input_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """A float32 NCHW batch as the interpreter's input: quantized with its params for int8 I/O."""
+    import numpy as np
+
+    from edge_mlp.preprocess import quantize_input
+
     x = np.ascontiguousarray(x, np.float32)
     if np.dtype(detail["dtype"]) == np.float32:
         return x
@@ -119,21 +137,81 @@ def _executed_ops(it) -> list[str]:
     return executed
 
 
+class _Interpreter(HostModel):
+    def __init__(self, artifact: Path, threads: int | None) -> None:
+        self.it = _interpreter(artifact, threads=threads)  # XNNPACK delegate by default
+        self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        feed = input_tensor(x, self.inp)
+
+        def call() -> None:
+            self.it.set_tensor(self.inp["index"], feed)
+            self.it.invoke()
+
+        return call
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        self.bind(x)()
+        y = self.it.get_tensor(self.out["index"])
+        if np.dtype(self.out["dtype"]) != np.float32:
+            scale, zero_point = self.out["quantization"]
+            y = (y.astype(np.float32) - zero_point) * scale
+        return y.astype(np.float32)
+
+
+def parse_benchmark_model(text: str) -> dict[str, Any]:
+    """LiteRT/TFLite `benchmark_model` output -> timings in ms (the last stat line is the measured run,
+    earlier ones are warm-up) and memory in MB."""
+    stats = list(_STAT_LINE.finditer(text))
+    timings = _TIMINGS.search(text)
+    if not stats or timings is None:
+        raise EdgeMlpError("benchmark_model output has no timing summary (did it fail? its output is above)")
+    us = {k: float(v) for k, v in stats[-1].groupdict().items() if v is not None}
+    out = {
+        "runs": int(us["count"]), "mean_ms": us["avg"] / 1000, "min_ms": us["min"] / 1000, "std_ms": us["std"] / 1000,
+        "median_ms": us["median"] / 1000 if "median" in us else None,
+        "p5_ms": us["p5"] / 1000 if "p5" in us else None, "p95_ms": us["p95"] / 1000 if "p95" in us else None,
+        "init_ms": float(timings["init"]) / 1000, "first_ms": float(timings["first"]) / 1000,
+    }
+    memory = _MEMORY.search(text)
+    out["memory_overall_mb"] = float(memory["overall"]) if memory else None
+    return out
+
+
+def benchmark_model_latency(parsed: dict[str, Any]) -> Latency:
+    from edge_mlp.timing import Latency
+
+    median = parsed["median_ms"] if parsed["median_ms"] is not None else parsed["mean_ms"]
+    return Latency(median_ms=median, p10_ms=None, p90_ms=None, mean_ms=parsed["mean_ms"], min_ms=parsed["min_ms"],
+                   runs=parsed["runs"], p5_ms=parsed["p5_ms"], p95_ms=parsed["p95_ms"])
+
+
 @register
 class TFLiteConverter(Converter):
     target = "tflite"
     suffix = ".tflite"
-    precisions = ("fp32", "int8")
-    default_precision = "int8"
-    preferred_lowering = "roll"
+    precisions = (Precision.FP32, Precision.INT8)
+    default_precision = Precision.INT8
+    preferred_lowering = ShiftLowering.ROLL
     lowering_reason = (
         "roll: fewer layout ops in the .tflite (probe: 12 vs 22 TRANSPOSE for the slice form)"
     )
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
     host_runtime_package = "ai-edge-litert"
+    bench_backend = "litert-xnnpack"
+    apps = ("android",)
+    device_runner = "benchmark_model"
+    int8_scheme = ("static int8: per-channel symmetric weights, per-tensor activations, int8 I/O "
+                   "(see input/output quantization)")
+    int8_tool = "litert-torch PT2EQuantizer"
 
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+        from .pt2e import chain, mark_float
 
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         # litert's set_module_name does not match torch 2.13's module-stack keys: mark float nodes
@@ -146,17 +224,14 @@ class TFLiteConverter(Converter):
 
         model, x = request.model, request.example
         quantization = None
-        if request.precision == "int8":
+        if request.precision.calibrated:
             from litert_torch.quantize.quant_config import QuantConfig
 
-            graph, quantizer = quantize_request(self, request, fold_quantize=False)
+            from .pt2e import quantize_request
+
+            graph, quantizer, quantization = quantize_request(self, request, fold_quantize=False)
             with request.stage("lower"), _clear_errors(request):
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
-            quantization = QuantizationInfo(
-                scheme="static int8: per-channel symmetric weights, per-tensor activations, int8 I/O "
-                       "(see input/output quantization)",
-                tool="litert-torch PT2EQuantizer",
-            )
         else:
             with request.stage("lower"), _clear_errors(request):
                 edge_model = litert_torch.convert(model, (x,))
@@ -190,17 +265,12 @@ class TFLiteConverter(Converter):
         return (f"{coverage['ops_delegated']}/{coverage['ops_total']} ops delegated, "
                 f"{coverage['transpose_ops']} TRANSPOSE")
 
-    def load(self, artifact: Path, **options: Any) -> Callable[[np.ndarray], np.ndarray]:
-        it = _interpreter(artifact)
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
+        return _Interpreter(artifact, threads)
 
-        def run(x: np.ndarray) -> np.ndarray:
-            it.set_tensor(inp["index"], input_tensor(x, inp))
-            it.invoke()
-            y = it.get_tensor(out["index"])
-            if np.dtype(out["dtype"]) != np.float32:
-                scale, zero_point = out["quantization"]
-                y = (y.astype(np.float32) - zero_point) * scale
-            return y.astype(np.float32)
-
-        return run
+    def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
+                      runs: int) -> tuple[Latency, float | None]:
+        parsed = parse_benchmark_model(phone.shell(
+            f"{runner_path} --graph={model_path} --num_threads={threads} --warmup_runs={warmup} --num_runs={runs} "
+            "--use_xnnpack=true --report_peak_memory_footprint=true"))
+        return benchmark_model_latency(parsed), parsed["memory_overall_mb"]

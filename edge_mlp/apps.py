@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .converters import all_converters
 from .errors import EdgeMlpError
 from .preprocess import Preprocessing, quantize_input
 
@@ -25,7 +26,6 @@ class AppLayout:
     name: str
     marker: str  # a file that identifies the app's folder
     bundle_dir: str  # where bundled artifacts, manifests, labels and samples/ go
-    targets: tuple[str, ...]  # converter targets whose artifacts the app runs
     manifest_structs: str  # declares the manifest fields the app reads (root type `Manifest`)
     bench_structs: str  # declares the bench JSON the app writes (root type `BenchReport`)
     vectors: str  # preprocessing vectors next to the app's preprocessing unit test
@@ -33,18 +33,23 @@ class AppLayout:
     def default_dir(self) -> Path:
         return REPO_APPS / self.name
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Targets whose artifacts the app runs: each target says so (`Converter.apps`)."""
+        return tuple(c.target for c in all_converters() if self.name in c.apps)
+
 
 APPS: dict[str, AppLayout] = {
     "android": AppLayout(
         name="android", marker="settings.gradle.kts",
-        bundle_dir="app/src/main/assets/edge_mlp", targets=("executorch", "tflite"),
+        bundle_dir="app/src/main/assets/edge_mlp",
         manifest_structs="app/src/main/java/dev/edgemlp/demo/core/Manifest.kt",
         bench_structs="app/src/main/java/dev/edgemlp/demo/core/BenchReport.kt",
         vectors="app/src/test/resources/preprocess_vectors.json",
     ),
     "ios": AppLayout(
         name="ios", marker="project.yml",
-        bundle_dir="EdgeMLPDemo/Bundle", targets=("coreml", "executorch"),
+        bundle_dir="EdgeMLPDemo/Bundle",
         manifest_structs="EdgeMLPCore/Sources/EdgeMLPCore/Manifest.swift",
         bench_structs="EdgeMLPCore/Sources/EdgeMLPCore/BenchReport.swift",
         vectors="EdgeMLPCore/Tests/EdgeMLPCoreTests/Resources/preprocess_vectors.json",

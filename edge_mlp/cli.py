@@ -1,4 +1,8 @@
-"""The `edge-mlp` command: parsing, progress and error reporting only; the work lives in the library."""
+"""The `edge-mlp` command: parsing, progress and error reporting only; the work lives in the library.
+
+Imports are lazy: `--help` loads no torch or runtime (only the torch-free target registry), `list`
+and `info` load torch, and each command loads what it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,42 @@ import os
 import sys
 import time
 import warnings
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import __version__, interrupts
 from .errors import EdgeMlpError
-from .models import create_model, get_spec, list_models, resolve_config
-from .stats import model_stats
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _table(*args: Any, **kwargs: Any) -> Any:
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if getattr(args, "img_size", None) is not None:
-        out["img_size"] = args.img_size
-    if getattr(args, "num_classes", None) is not None:
-        out["num_classes"] = args.num_classes
-    return out
+    from .models import size_overrides
+
+    return size_overrides(getattr(args, "img_size", None), getattr(args, "num_classes", None))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    table = Table(title="edge-mlp model zoo")
+    from .models import get_spec, list_models
+    from .stats import model_stats
+
+    console = _console()
+    table = _table(title="edge-mlp model zoo")
     for col, justify in (("model", "left"), ("family", "left"), ("kind", "left"),
                          ("params", "right"), ("GMACs", "right"), ("input", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -46,10 +60,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .models import get_spec, resolve_config
+    from .stats import model_stats
+
     spec = get_spec(args.name)
     config = resolve_config(args.name, **_overrides(args))
     stats = model_stats(args.name, **_overrides(args))
-    table = Table(title=f"{spec.name}: {spec.description}", show_header=False)
+    table = _table(title=f"{spec.name}: {spec.description}", show_header=False)
     table.add_column("field")
     table.add_column("value")
     c, h, w = stats.input_size
@@ -63,15 +80,17 @@ def cmd_info(args: argparse.Namespace) -> int:
                       f"crop_pct {config.data.crop_pct}, {config.data.interpolation}")
     for key, value in config.kwargs.items():
         table.add_row(f"config.{key}", repr(value))
-    console.print(table)
+    _console().print(table)
     return 0
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
     import torch
 
+    from .models import create_model
     from .weights import load_weights
 
+    console = _console()
     torch.manual_seed(0)
     model = create_model(args.name, **_overrides(args)).eval()
     if args.weights:
@@ -111,10 +130,10 @@ class _StageProgress:
 def cmd_convert(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    import converters
-
     from .convert import ConvertJob, convert
+    from .converters import get_converter
 
+    console = _console()
     job = ConvertJob(
         model=args.name, target=args.target, precision=args.precision, weights=args.weights,
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
@@ -124,12 +143,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         results = convert(job, _StageProgress(progress))
-    table = Table(title=f"{args.out}/{args.name}-TARGET-PRECISION.* (+ .manifest.json)")
+    table = _table(title=f"{args.out}/{args.name}-TARGET-PRECISION.* (+ .manifest.json)")
     for col in ("target", "precision", "size", "time", "coverage", "shift"):
         table.add_column(col, justify="right" if col in ("size", "time") else "left")
     for r in results:
         m = r.manifest
-        conv = converters.get_converter(m.target.name)
+        conv = get_converter(m.target.name)
         table.add_row(m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
                       f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
                       m.shift_lowering.used)
@@ -140,9 +159,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_parity(args: argparse.Namespace) -> int:
     from .parity import run_parity, write_json
 
+    console = _console()
     with console.status("running artifact and PyTorch reference..."):
         report = run_parity(args.artifact, data=args.data, limit=args.limit, mil_precision=args.mil_precision)
-    table = Table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",
+    table = _table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",
                   caption=f"ran on {report.runtime}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -165,7 +185,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
         with console.status("per-block SQNR of the int8 simulation..."):
             blocks, note = per_layer_report(args.artifact, data=args.data)
-        layers = Table(title=f"per-block SQNR, worst first ({note})")
+        layers = _table(title=f"per-block SQNR, worst first ({note})")
         for col in ("block", "type", "SQNR dB"):
             layers.add_column(col, justify="right" if col == "SQNR dB" else "left")
         for b in blocks:
@@ -174,7 +194,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if args.trace:
         _print_trace(args)
     if args.max_drop is not None and report.drop_pts > args.max_drop:
-        err_console.print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
+        _console(stderr=True).print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
                           highlight=False)
         return 1
     return 0
@@ -184,6 +204,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchJob, run_bench, validate
     from .bench.output import markdown_table, plot, shift_markdown, write_csv, write_json
 
+    console = _console()
     if args.device != "host":
         from .bench.device import run_on_device
 
@@ -218,6 +239,7 @@ def _print_trace(args: argparse.Namespace) -> None:
     from .mil.trace import first_divergence
     from .parity import trace_coreml
 
+    console = _console()
     with console.status("tracing the MIL program op by op..."), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows, note = trace_coreml(args.artifact, args.trace, data=args.data, mil_precision=args.mil_precision)
@@ -225,7 +247,7 @@ def _print_trace(args: argparse.Namespace) -> None:
     matched = [r for r in rows if r.rel_diff is not None]
     if not matched:
         return
-    table = Table(title="largest per-op differences vs PyTorch (relative to the op's max |value|)")
+    table = _table(title="largest per-op differences vs PyTorch (relative to the op's max |value|)")
     for col in ("#", "MIL op", "type", "shape", "max |diff|", "relative"):
         table.add_column(col, justify="right" if col in ("#", "max |diff|", "relative") else "left")
     for r in sorted(matched, key=lambda r: -(r.rel_diff or 0.0))[:10]:
@@ -240,9 +262,10 @@ def _print_trace(args: argparse.Namespace) -> None:
 def cmd_bundle(args: argparse.Namespace) -> int:
     from .bundle import BundleJob, bundle
 
+    console = _console()
     result = bundle(BundleJob(sources=args.sources, app=args.app, app_dir=args.app_dir, images=args.images,
                               samples=args.samples, clean=args.clean))
-    table = Table(title=f"bundled into {result.bundle_dir}")
+    table = _table(title=f"bundled into {result.bundle_dir}")
     table.add_column("artifact", overflow="fold")
     for col in ("target", "precision", "size", "sha256 verified"):
         table.add_column(col, justify="right" if col == "size" else "left", no_wrap=True)
@@ -259,8 +282,19 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with our error contract: one line on stderr, exit 2 (argparse prints the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-mlp", description=__doc__)
+    from .converters import all_converters, host_timed_targets
+    from .options import AUTO, Precision, ShiftLowering
+
+    parser = _Parser(prog="edge-mlp", description="Vision MLPs (AS-MLP, MLP-Mixer, CycleMLP) made "
+                     "deployable on phones: convert, check parity, benchmark, bundle into the sample apps.")
     parser.add_argument("--version", action="version", version=f"edge-mlp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -281,15 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint (.pth/.pt/.safetensors) to load first")
     p.set_defaults(func=cmd_forward)
 
-    from converters import PRECISIONS, list_targets
-
+    targets = all_converters()
+    defaults = "; ".join(f"{c.target}: {', '.join(c.precisions)} (default {c.default_precision})" for c in targets)
     p = sub.add_parser(
         "convert", help="export to ExecuTorch / Core ML / TFLite / ONNX with a manifest",
-        description="Default precision: int8 for executorch, tflite and onnx; fp16 for coreml.",
+        description=f"Precisions per target: {defaults}.",
     )
     p.add_argument("name")
-    p.add_argument("--target", required=True, choices=[*list_targets(), "all"])
-    p.add_argument("--precision", choices=PRECISIONS, help="default: int8 (executorch/tflite/onnx), fp16 (coreml)")
+    p.add_argument("--target", required=True, choices=[*(c.target for c in targets), "all"])
+    p.add_argument("--precision", choices=list(Precision), help="default: each target's own (see above)")
     p.add_argument("--weights", help="checkpoint to load, or 'demo' for the shipped Fashion-MNIST "
                    "checkpoint (default: random init, for pipeline checks)")
     p.add_argument("--img-size", type=int)
@@ -297,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", default="demo", help="image folder (flat or class subfolders), 'demo' (real "
                    "Fashion-MNIST calibration subset, default) or 'synthetic'")
     p.add_argument("--calib-size", type=int, default=32, help="calibration images for int8 (default 32)")
-    p.add_argument("--shift-lowering", default="auto", choices=["auto", "slice", "roll"])
+    p.add_argument("--shift-lowering", default=AUTO, choices=[AUTO, *ShiftLowering.exact()],
+                   help="how the shift is exported (default auto: each target's measured best)")
     p.add_argument("--out", default="out", help="output folder (default: out)")
     p.add_argument("--max-drop", type=float, metavar="PTS",
                    help="int8 accuracy budget: keep the most sensitive blocks in float until the top-1 "
@@ -320,19 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Core ML: write every MIL op's output for the first image and compare with PyTorch")
     p.set_defaults(func=cmd_parity)
 
-    from .bench import TIMED_PRECISIONS, TIMED_TARGETS
-
+    timed_targets = list(host_timed_targets())
     p = sub.add_parser(
         "bench", help="latency of every backend vs PyTorch eager fp32, interleaved in one process",
         description="Times PyTorch eager fp32 and each target x precision in one process, round-robin, "
-                    "and reports median/p10/p90, throughput, GFLOP/s, %% of a same-process fp32 GEMM peak, "
+                    "and reports median/p10/p90, throughput, GFLOP/s, % of a same-process fp32 GEMM peak, "
                     "load RSS and speedups. --device android runs the runtimes' own benchmark binaries "
                     "on a phone over adb.",
     )
     p.add_argument("sources", nargs="+", metavar="NAME_OR_ARTIFACT",
                    help="model names (converted first) and/or artifacts with manifests")
-    p.add_argument("--targets", nargs="+", default=list(TIMED_TARGETS), choices=TIMED_TARGETS)
-    p.add_argument("--precisions", nargs="+", default=list(TIMED_PRECISIONS), choices=TIMED_PRECISIONS)
+    p.add_argument("--targets", nargs="+", default=timed_targets, choices=timed_targets)
+    p.add_argument("--precisions", nargs="+", default=[Precision.FP32, Precision.INT8],
+                   choices=[Precision.FP32, Precision.INT8])
     p.add_argument("--img-size", type=int)
     p.add_argument("--weights", help="checkpoint or 'demo' for model names (default: random init)")
     p.add_argument("--threads", type=int, default=2)
@@ -377,12 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except EdgeMlpError as err:
-        err_console.print(f"edge-mlp: error: {err}", markup=False, highlight=False, soft_wrap=True)
+        # Plain print: one line however long (rich would wrap it at the terminal width).
+        print(f"edge-mlp: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except KeyboardInterrupt:
         # Staging folders were removed while the exception unwound. Leave right away: letting the
         # interpreter finalize can re-deliver the signal and end the process by SIGINT instead.
-        err_console.print("edge-mlp: interrupted", highlight=False)
+        print("edge-mlp: interrupted", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)

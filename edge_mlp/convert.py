@@ -21,19 +21,18 @@ import torch.nn as nn
 
 from . import __version__
 from .calibration import CalibrationSet, load_calibration
+from .converters import Converter, all_converters, get_converter
+from .demo import DEMO_WEIGHTS, demo_config, demo_labels, demo_weights, weights_reference
 from .errors import EdgeMlpError
 from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
 from .interrupts import checkpoint
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
-from .demo import demo_config, demo_labels, demo_weights
-from .ops.shift import ABLATION_LOWERING
-from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config
+from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
+from .options import AUTO, NO_SHIFT, ExportForms, Precision, ShiftLowering, parse_lowering, using_forms
 from .preprocess import Preprocessing
 from .stats import config_stats
 from .weights import check_fit, read_state_dict
 
-SHIFT_LOWERINGS = ("auto", "slice", "roll")
-DEMO_WEIGHTS = "demo"  # --weights demo: the shipped Fashion-MNIST checkpoint of the model
 CALIB_BUILTINS = ("demo", "synthetic")
 LABELS_SUFFIX = ".labels.txt"
 
@@ -46,19 +45,23 @@ class Progress(Protocol):
 class ConvertJob:
     model: str
     target: str  # a registered target or "all"
-    precision: str | None = None  # None: each target's default
+    precision: Precision | str | None = None  # None: each target's default
     weights: str | None = None
     img_size: int | None = None
     num_classes: int | None = None
     calib: str = "demo"
     calib_size: int = 32
-    shift_lowering: str = "auto"
+    shift_lowering: ShiftLowering | str | None = None  # None or "auto": each target's preferred
     out_dir: str = "out"
     overrides: dict[str, Any] = field(default_factory=dict)  # further create_model overrides
     max_drop: float | None = None  # int8: keep the most sensitive blocks in float until the drop fits
     # Benchmark-only: allows shift_lowering="identity" (the shift removed, outputs change) so
     # `edge-mlp bench --shift-ablation` can measure what the shift costs.
     for_benchmark: bool = False
+
+    def __post_init__(self) -> None:  # strings from the CLI or callers become typed values here, once
+        self.precision = None if self.precision is None else Precision.parse(self.precision)
+        self.shift_lowering = parse_lowering(self.shift_lowering, allow_ablation=self.for_benchmark)
 
 
 @dataclass
@@ -68,37 +71,32 @@ class ConvertResult:
     manifest: Manifest
 
 
+@dataclass(frozen=True)
+class Step:
+    """One artifact to make: the target, its precision and the op forms it is exported with."""
+
+    converter: Converter
+    precision: Precision
+    lowering: ShiftLoweringInfo
+    forms: ExportForms
+
+
 @dataclass
-class _Plan:
-    steps: list[tuple[Any, str]]  # (converter, precision)
-    config: ModelConfig  # before the per-target shift lowering
-    has_shift: bool
+class Plan:
+    steps: list[Step]
+    config: ModelConfig
 
 
-def plan(job: ConvertJob) -> _Plan:
+def plan(job: ConvertJob) -> Plan:
     """Validate the whole job up front: names, combinations, files, output folder."""
-    import converters
-
-    if job.target == "all":
-        targets = [converters.get_converter(t) for t in converters.list_targets()]
-    else:
-        targets = [converters.get_converter(job.target)]
-    if job.precision is not None and job.precision not in converters.PRECISIONS:
-        raise EdgeMlpError(f"unknown precision {job.precision!r}; choose one of {', '.join(converters.PRECISIONS)}")
+    targets = all_converters() if job.target == "all" else [get_converter(job.target)]
+    spec = get_spec(job.model)
     steps = []
     for conv in targets:
         precision = job.precision or conv.default_precision
         conv.check_precision(precision)
-        steps.append((conv, precision))
-    if job.shift_lowering not in SHIFT_LOWERINGS and not (job.for_benchmark and job.shift_lowering == ABLATION_LOWERING):
-        raise EdgeMlpError(f"unknown shift lowering {job.shift_lowering!r}; choose one of {', '.join(SHIFT_LOWERINGS)}")
-    spec = get_spec(job.model)
-    has_shift = "shift_lowering" in spec.overrides
-    overrides = dict(job.overrides)
-    if job.img_size is not None:
-        overrides["img_size"] = job.img_size
-    if job.num_classes is not None:
-        overrides["num_classes"] = job.num_classes
+        steps.append(_step(conv, precision, job.shift_lowering, spec.has_shift))
+    overrides = {**job.overrides, **size_overrides(job.img_size, job.num_classes)}
     if job.weights == DEMO_WEIGHTS:
         if overrides:
             raise EdgeMlpError(
@@ -111,7 +109,7 @@ def plan(job: ConvertJob) -> _Plan:
         config = resolve_config(job.model, **overrides)  # unknown overrides fail here, before any work
         if job.weights is not None and not Path(job.weights).is_file():
             raise EdgeMlpError(f"weights file not found: {job.weights}")
-    needs_calib = any(p == "int8" for _, p in steps)
+    needs_calib = any(s.precision.calibrated for s in steps)
     if job.max_drop is not None:
         if not needs_calib:
             raise EdgeMlpError("--max-drop applies to int8 conversions; add --precision int8")
@@ -119,7 +117,36 @@ def plan(job: ConvertJob) -> _Plan:
             raise EdgeMlpError("--max-drop measures accuracy: use labelled calibration data ('demo' or class subfolders)")
     if needs_calib and job.calib not in CALIB_BUILTINS and not Path(job.calib).is_dir():
         raise EdgeMlpError(f"calibration folder not found: {job.calib} (pass an image folder, 'demo' or 'synthetic')")
-    return _Plan(steps, config, has_shift)
+    return Plan(steps, config)
+
+
+def _step(conv: Converter, precision: Precision, requested: ShiftLowering | None, has_shift: bool) -> Step:
+    if not has_shift:
+        info = ShiftLoweringInfo(NO_SHIFT, NO_SHIFT, "this family has no shift op")
+        return Step(conv, precision, info, conv.export_forms(ShiftLowering.SLICE))
+    if requested is None:
+        lowering, reason = conv.preferred_lowering, conv.lowering_reason
+    elif requested is ShiftLowering.IDENTITY:
+        lowering, reason = requested, "benchmark-only ablation: the shift is removed, outputs differ from the model's"
+    else:
+        lowering, reason = requested, "requested explicitly"
+    info = ShiftLoweringInfo(requested or AUTO, lowering, reason)
+    return Step(conv, precision, info, conv.export_forms(lowering))
+
+
+@dataclass
+class _Artifact:
+    """Everything one artifact is made from."""
+
+    step: Step
+    model: nn.Module
+    config: ModelConfig
+    preprocess: Preprocessing
+    calibration: CalibrationSet | None
+    weights: FileInfo
+    labels: list[str] | None
+    progress: Progress | None
+    float_modules: tuple[str, ...] = ()  # int8: blocks kept in float (the accuracy budget)
 
 
 def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertResult]:
@@ -132,59 +159,54 @@ def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertRe
         labels = _labels_beside(weights_path)
     state = read_state_dict(weights_path) if weights_path else None
     weights_info = (
-        FileInfo(file=f"demo:{job.model}" if job.weights == DEMO_WEIGHTS else str(weights_path),
-                 sha256=sha256_file(weights_path), size_bytes=weights_path.stat().st_size)
+        FileInfo(file=weights_reference(job.model, job.weights), sha256=sha256_file(weights_path),
+                 size_bytes=weights_path.stat().st_size)
         if weights_path else FileInfo(file=None, sha256=None)
     )
-    models: dict[str, nn.Module] = {}
+    model = _build(the_plan.config, state, weights_path)
+    config: ModelConfig = model.edge_config
+    if labels is not None and len(labels) != config.num_classes:
+        raise EdgeMlpError(
+            f"labels.txt beside the weights has {len(labels)} lines but the model has {config.num_classes} classes"
+        )
+    preprocess = Preprocessing.for_model(config)
     calibration: CalibrationSet | None = None
     results = []
-    for conv, precision in the_plan.steps:
-        lowering, reason = _lowering_for(job.shift_lowering, conv, the_plan.has_shift)
-        if lowering not in models:
-            models[lowering] = _build(the_plan.config, lowering, state, weights_path)
-        model = models[lowering]
-        config: ModelConfig = model.edge_config
-        preprocess = Preprocessing.for_model(config)
-        if precision == "int8" and calibration is None:
+    for step in the_plan.steps:
+        if step.precision.calibrated and calibration is None:
             calibration = load_calibration(job.calib, preprocess, job.calib_size)
-        if labels is not None and len(labels) != config.num_classes:
-            raise EdgeMlpError(
-                f"labels.txt beside the weights has {len(labels)} lines but the model has "
-                f"{config.num_classes} classes"
-            )
-        args = (conv, precision, model, config, preprocess, calibration if precision == "int8" else None,
-                ShiftLoweringInfo(job.shift_lowering if the_plan.has_shift else "none", lowering, reason),
-                weights_info, labels, progress)
-        if precision == "int8" and job.max_drop is not None:
-            results.append(_convert_within_budget(job, *args))
+        item = _Artifact(step, model, config, preprocess, calibration if step.precision.calibrated else None,
+                         weights_info, labels, progress)
+        out_dir = Path(job.out_dir)
+        if step.precision.calibrated and job.max_drop is not None:
+            results.append(_convert_within_budget(job, item))
         else:
-            results.append(_convert_one(Path(job.out_dir), *args))
+            with staging_dir(out_dir) as work:
+                results.append(_publish(_stage(item, work), work, out_dir))
     return results
 
 
-def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn.Module, config: ModelConfig,
-                           preprocess: Preprocessing, *rest: Any) -> ConvertResult:
+def _convert_within_budget(job: ConvertJob, item: _Artifact) -> ConvertResult:
     """Convert to int8, measure the drop on labelled held-out data, and keep the block with the
     worst int8 SQNR in float until the drop fits `job.max_drop`. Only the accepted artifact is
     published."""
     from .budget import labelled_holdout, reference_top1, sensitivity_ranking, top1
 
-    x, y, source = labelled_holdout(job.calib, preprocess, config.num_classes)
-    ref_top1 = reference_top1(model, x, y)
+    conv = item.step.converter
+    x, y, source = labelled_holdout(job.calib, item.preprocess, item.config.num_classes)
+    ref_top1 = reference_top1(item.model, x, y)
     float_blocks: list[str] = []
     ranking: list[str] | None = None
     out_dir = Path(job.out_dir)
-    with staging_dir(out_dir) as attempts:
+    with staging_dir(out_dir) as work:
         while True:
-            result = _convert_one(attempts, conv, precision, model, config, preprocess, *rest,
-                                  float_modules=tuple(float_blocks))
-            art_top1 = top1(conv.predict(result.artifact, x), y)
+            staged = _stage(dataclasses.replace(item, float_modules=tuple(float_blocks)), work)
+            art_top1 = top1(conv.predict(staged.artifact, x), y)
             drop = ref_top1 - art_top1
             if drop <= job.max_drop:
                 break
             if ranking is None:
-                ranking = sensitivity_ranking(conv, model, x)
+                ranking = sensitivity_ranking(conv, item.model, x)
             remaining = [b for b in ranking if b not in float_blocks]
             if not remaining:
                 raise EdgeMlpError(
@@ -192,37 +214,19 @@ def _convert_within_budget(job: ConvertJob, conv: Any, precision: str, model: nn
                     "even with every block in float"
                 )
             float_blocks.append(remaining[0])
-            remove_artifact(result.artifact)
-        manifest = result.manifest
-        assert manifest.quantization is not None
-        manifest.quantization.float_blocks = list(float_blocks)
-        manifest.quantization.accuracy_budget = {
+            remove_artifact(staged.artifact)
+        quantization = staged.manifest.quantization
+        assert quantization is not None
+        quantization.float_blocks = list(float_blocks)
+        quantization.accuracy_budget = {
             "max_drop_pts": job.max_drop, "drop_pts": round(drop, 3), "reference_top1": round(ref_top1, 3),
             "artifact_top1": round(art_top1, 3), "data": source, "images": int(len(y)),
             "ranking": "worst int8 SQNR first (PT2E simulation, edge_mlp.sensitivity)",
         }
-        manifest.write(result.manifest_path)
-        final = out_dir / result.artifact.name
-        if manifest.output.labels_file:
-            publish(attempts / manifest.output.labels_file, out_dir / manifest.output.labels_file)
-        publish(result.artifact, final)
-        publish(result.manifest_path, manifest_path(final))
-    return ConvertResult(final, manifest_path(final), manifest)
+        return _publish(staged, work, out_dir)
 
 
-def _lowering_for(requested: str, conv: Any, has_shift: bool) -> tuple[str, str]:
-    if not has_shift:
-        return "none", "this family has no shift op"
-    if requested == ABLATION_LOWERING:
-        return requested, "benchmark-only ablation: the shift is removed, outputs differ from the model's"
-    if requested == "auto":
-        return conv.preferred_lowering, conv.lowering_reason
-    return requested, "requested explicitly"
-
-
-def _build(config: ModelConfig, lowering: str, state: dict | None, source: Path | None) -> nn.Module:
-    if lowering != "none":
-        config = dataclasses.replace(config, kwargs={**config.kwargs, "shift_lowering": lowering})
+def _build(config: ModelConfig, state: dict | None, source: Path | None) -> nn.Module:
     model = build(config, seed=RANDOM_INIT_SEED).eval()
     if state is not None:
         check_fit(model, state, str(source))
@@ -239,79 +243,93 @@ def _labels_beside(weights: Path | None) -> list[str] | None:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def _convert_one(
-    out_dir: Path, conv: Any, precision: str, model: nn.Module, config: ModelConfig,
-    preprocess: Preprocessing, calibration: CalibrationSet | None, lowering: ShiftLoweringInfo,
-    weights: FileInfo, labels: list[str] | None, progress: Progress | None,
-    float_modules: tuple[str, ...] = (),
-) -> ConvertResult:
-    from converters import ConversionRequest
+@dataclass
+class _Staged:
+    """An artifact written into a staging folder, with its manifest (not yet written)."""
 
+    artifact: Path
+    manifest: Manifest
+
+
+def _stage(item: _Artifact, work: Path) -> _Staged:
+    """Convert into the staging folder `work`: the artifact and, if any, its labels file."""
+    from .converters import ConversionRequest
+
+    conv, precision, config = item.step.converter, item.step.precision, item.config
     stem = f"{config.name}-{conv.target}-{precision}"
     stage_seconds: dict[str, float] = defaultdict(float)
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         checkpoint()
-        if progress:
-            progress.stage(conv.target, name, False, 0.0)
+        if item.progress:
+            item.progress.stage(conv.target, name, False, 0.0)
         start = time.perf_counter()
         try:
             yield
         finally:
             elapsed = time.perf_counter() - start
             stage_seconds[name] += elapsed
-            if progress:
-                progress.stage(conv.target, name, True, elapsed)
+            if item.progress:
+                item.progress.stage(conv.target, name, True, elapsed)
         checkpoint()
 
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(1, *config.input_size, generator=generator)
     start = time.perf_counter()
-    with staging_dir(out_dir) as work:
-        request = ConversionRequest(
-            model=model, example=example, precision=precision,
-            calibration=[torch.from_numpy(b) for b in calibration.batches] if calibration else [],
-            work_dir=work, stem=stem, num_classes=config.num_classes, stage=stage,
-            float_modules=float_modules,
-        )
+    calibration = item.calibration
+    request = ConversionRequest(
+        model=item.model, example=example, precision=precision,
+        calibration=[torch.from_numpy(b) for b in calibration.batches] if calibration else [],
+        work_dir=work, stem=stem, num_classes=config.num_classes, stage=stage,
+        float_modules=item.float_modules,
+    )
+    with using_forms(item.step.forms):
         output = conv.convert(request)
-        final = out_dir / output.path.name
-        labels_name = f"{config.name}{LABELS_SUFFIX}" if labels else None
-        if output.quantization is not None and calibration is not None:
-            output.quantization.calibration = calibration.describe()
-        notes = list(output.notes)
-        if weights.file is None:
-            notes.append("weights: random init (seed 0); for pipeline checks, not predictions")
-        manifest = Manifest(
-            model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"], config_stats(config).macs),
-            input=output.input,
-            output=OutputInfo(
-                tensor=output.output,
-                meaning=f"logits over {config.num_classes} classes (softmax gives probabilities)",
-                num_classes=config.num_classes,
-                labels_file=labels_name,
-            ),
-            preprocessing=preprocess.to_dict(),
-            precision=precision,
-            quantization=output.quantization,
-            shift_lowering=lowering,
-            target=TargetInfo(conv.target, conv.runtime_versions()),
-            artifact=FileInfo(final.name, sha256_path(output.path), path_size(output.path)),
-            weights=weights,
-            coverage=output.coverage,
-            conversion={"wall_time_s": round(time.perf_counter() - start, 3),
-                        "stages_s": {k: round(v, 3) for k, v in stage_seconds.items()}},
-            edge_mlp_version=__version__,
-            notes=notes,
-        )
-        staged_manifest = work / "manifest.json"
-        manifest.write(staged_manifest)
-        if labels_name:
-            (work / labels_name).write_text("\n".join(labels) + "\n")
-            publish(work / labels_name, out_dir / labels_name)
-        publish(output.path, final)
-        publish(staged_manifest, manifest_path(final))  # last: a manifest means a complete artifact
+    labels_name = f"{config.name}{LABELS_SUFFIX}" if item.labels else None
+    if labels_name:
+        (work / labels_name).write_text("\n".join(item.labels or ()) + "\n")
+    if output.quantization is not None and calibration is not None:
+        output.quantization.calibration = calibration.describe()
+    notes = list(output.notes)
+    if item.weights.file is None:
+        notes.append("weights: random init (seed 0); for pipeline checks, not predictions")
+    manifest = Manifest(
+        model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"], config_stats(config).macs),
+        input=output.input,
+        output=OutputInfo(
+            tensor=output.output,
+            meaning=f"logits over {config.num_classes} classes (softmax gives probabilities)",
+            num_classes=config.num_classes,
+            labels_file=labels_name,
+        ),
+        preprocessing=item.preprocess.to_dict(),
+        precision=precision,
+        quantization=output.quantization,
+        shift_lowering=item.step.lowering,
+        target=TargetInfo(conv.target, conv.runtime_versions()),
+        artifact=FileInfo(output.path.name, sha256_path(output.path), path_size(output.path)),
+        weights=item.weights,
+        coverage=output.coverage,
+        conversion={"wall_time_s": round(time.perf_counter() - start, 3),
+                    "stages_s": {k: round(v, 3) for k, v in stage_seconds.items()}},
+        edge_mlp_version=__version__,
+        notes=notes,
+    )
+    return _Staged(output.path, manifest)
+
+
+def _publish(staged: _Staged, work: Path, out_dir: Path) -> ConvertResult:
+    """Move a staged artifact into `out_dir`: labels, artifact, then its manifest last, so a
+    manifest always means a complete artifact."""
+    manifest = staged.manifest
+    staged_manifest = work / "manifest.json"
+    manifest.write(staged_manifest)
+    if manifest.output.labels_file:
+        publish(work / manifest.output.labels_file, out_dir / manifest.output.labels_file)
+    final = out_dir / staged.artifact.name
+    publish(staged.artifact, final)
+    publish(staged_manifest, manifest_path(final))
     return ConvertResult(final, manifest_path(final), manifest)
 
 

@@ -48,6 +48,24 @@ def demo_weights(name: str) -> Path:
     return path
 
 
+DEMO_WEIGHTS = "demo"  # --weights demo: the shipped Fashion-MNIST checkpoint of the model
+_DEMO_PREFIX = "demo:"  # how a manifest names it: demo:<model>, resolved on each machine
+
+
+def weights_reference(model: str, weights: str | None) -> str | None:
+    """What a manifest records as the source of `--weights` (None: random init)."""
+    if weights is None:
+        return None
+    return f"{_DEMO_PREFIX}{model}" if weights == DEMO_WEIGHTS else str(Path(weights))
+
+
+def weights_file(reference: str) -> Path:
+    """The file behind a manifest's weights reference."""
+    if reference.startswith(_DEMO_PREFIX):
+        return demo_weights(reference[len(_DEMO_PREFIX):])
+    return Path(reference)
+
+
 def demo_record(name: str) -> dict[str, Any]:
     """Training record of a demo checkpoint (accuracy, epochs, seed, ...)."""
     return json.loads((DEMO_DIR / f"{name}.json").read_text())

@@ -15,11 +15,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .converters import get_converter
 from .data import LabelledImages, load_dataset, preprocess_all
-from .demo import demo_weights
+from .demo import weights_file
 from .errors import EdgeMlpError
 from .fileio import sha256_file
 from .manifest import Manifest, open_artifact
+from .options import Precision
 from .models import RANDOM_INIT_SEED, build, config_from_record
 from .preprocess import Preprocessing
 from .weights import load_weights
@@ -59,7 +61,7 @@ def reference_model(manifest: Manifest) -> nn.Module:
     source = manifest.weights.file
     if source is None:
         return model
-    path = demo_weights(source.split(":", 1)[1]) if source.startswith("demo:") else Path(source)
+    path = weights_file(source)
     if not path.is_file():
         raise EdgeMlpError(f"the weights the artifact was converted from are missing: {source}")
     if sha256_file(path) != manifest.weights.sha256:
@@ -103,10 +105,8 @@ def compare(artifact_logits: np.ndarray, reference_logits: np.ndarray, labels: n
 def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", limit: int | None = None,
                mil_precision: str | None = None) -> ParityReport:
     """`mil_precision` (Core ML only): run the MIL interpreter in 'fp16' or 'fp32' mode, on macOS too."""
-    import converters
-
     artifact, manifest = open_artifact(artifact_or_manifest)
-    converter = converters.get_converter(manifest.target.name)
+    converter = get_converter(manifest.target.name)
     options = {} if mil_precision is None else {"mil_precision": mil_precision}
     converter.check_options(options)
     x, labels, source = evaluation_set(manifest, data, limit)
@@ -127,20 +127,18 @@ def write_json(reports: list[ParityReport], path: str | Path) -> None:
 def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnist", images: int = 32):
     """Per-block SQNR of an int8 artifact's PT2E simulation vs fp32, worst first, and a note on
     which quantizer simulated it."""
-    import converters
-
     from .calibration import load_calibration
     from .sensitivity import target_block_sqnr
 
     artifact, manifest = open_artifact(artifact_or_manifest)
-    if manifest.precision != "int8" or manifest.quantization is None:
+    if manifest.precision != Precision.INT8 or manifest.quantization is None:
         raise EdgeMlpError(f"--per-layer analyses int8 artifacts; {artifact.name} is {manifest.precision}")
     calib_info = manifest.quantization.calibration or {"source": "demo", "size": 32}
     preprocess = manifest_preprocessing(manifest)
     calibration = [torch.from_numpy(b) for b in
                    load_calibration(calib_info["source"], preprocess, int(calib_info["size"])).batches]
     x, _, _ = evaluation_set(manifest, data, images)
-    return target_block_sqnr(converters.get_converter(manifest.target.name), reference_model(manifest),
+    return target_block_sqnr(get_converter(manifest.target.name), reference_model(manifest),
                              calibration, [torch.from_numpy(x[i : i + 1]) for i in range(len(x))])
 
 
@@ -163,7 +161,7 @@ def trace_coreml(artifact_or_manifest: str | Path, out: str | Path, data: str = 
     (name_in,) = interpreter.inputs
     traced = interpreter.trace({name_in: x})
     write_trace(out, traced)
-    if manifest.precision == "int8":
+    if manifest.precision == Precision.INT8:
         return [], "int8: op names follow the quantized graph, so no PyTorch float matching; see --per-layer"
     rows = match_trace(traced, torch_node_outputs(reference_model(manifest), torch.from_numpy(x)))
     matched = sum(r.torch_node is not None for r in rows)

@@ -93,7 +93,7 @@ def target_block_sqnr(
     """`per_block_sqnr` with the converter's own PT2E recipe; also returns the recipe's note."""
     from contextlib import nullcontext
 
-    from converters._pt2e import quantize_pt2e
+    from edge_mlp.converters.pt2e import quantize_pt2e
 
     quantizer, rewrite, note = converter.pt2e_recipe()
 

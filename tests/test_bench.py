@@ -12,12 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_mlp.bench import BACKENDS, BenchJob, run_bench, validate
-from edge_mlp.bench.device import (
-    benchmark_model_latency,
-    executor_runner_latency,
-    parse_benchmark_model,
-    parse_executor_runner,
-)
+from edge_mlp.converters.executorch import executor_runner_latency, parse_executor_runner
+from edge_mlp.converters.tflite import benchmark_model_latency, parse_benchmark_model
 from edge_mlp.cli import main
 from edge_mlp.errors import EdgeMlpError
 
@@ -133,7 +129,7 @@ def test_android_without_adb_or_device_exits_2(artifacts, tmp_path: Path, monkey
 def test_android_refuses_targets_it_cannot_run(converted, capsys) -> None:
     onnx = converted("as_mlp_mobile", "onnx", "fp32").artifact
     assert main(["bench", str(onnx), "--device", "android"]) == 2
-    assert "runs .tflite and .pte artifacts, not onnx" in capsys.readouterr().err
+    assert "runs .pte and .tflite artifacts, not onnx" in capsys.readouterr().err
 
 
 def test_parses_recorded_benchmark_model_output() -> None:

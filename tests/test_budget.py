@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import converters
+from edge_mlp import converters
 import edge_mlp
-from converters._pt2e import quantize_pt2e
+from edge_mlp.converters.pt2e import quantize_pt2e
 from edge_mlp.cli import main
 from edge_mlp.convert import ConvertJob, convert
 from edge_mlp.manifest import Manifest
@@ -45,7 +45,7 @@ def test_float_modules_are_left_unquantized(target: str) -> None:
 def test_onnx_excludes_float_blocks_from_qdq(tmp_path: Path) -> None:
     import onnx
 
-    from converters import ConversionRequest
+    from edge_mlp.converters import ConversionRequest
 
     model = edge_mlp.create_model("as_mlp_mobile", img_size=32, num_classes=10, depths=(1, 1, 1, 1)).eval()
     x = torch.randn(1, 3, 32, 32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import converters
+from edge_mlp import converters
 from edge_mlp.calibration import synthetic_images
 from edge_mlp.fileio import sha256_path
 from edge_mlp.manifest import SCHEMA_VERSION, Manifest

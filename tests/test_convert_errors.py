@@ -168,6 +168,6 @@ def test_default_precisions_per_target() -> None:
     from edge_mlp.convert import plan
 
     steps = plan(ConvertJob(model="as_mlp_mobile", target="all")).steps
-    assert {conv.target: precision for conv, precision in steps} == {
+    assert {s.converter.target: s.precision for s in steps} == {
         "executorch": "int8", "tflite": "int8", "onnx": "int8", "coreml": "fp16"}
-    assert [p for _, p in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4
+    assert [s.precision for s in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4

@@ -215,7 +215,7 @@ def test_quantize_dequantize_match_the_pt2e_simulation(tmp_path: Path) -> None:
     Bound: one int8 step of the output activation (ties may round differently: x/s vs x*(1/s))."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    import converters
+    from edge_mlp import converters
 
     model = Fn(lambda m, x: m[1](F.gelu(m[0](x)).flatten(1)), nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8 * 36, 5))
     x = [randn(1, 3, 6, 6)]

@@ -8,6 +8,7 @@ import torch
 import edge_mlp
 from edge_mlp.errors import ConfigError, UnknownModelError
 from edge_mlp.models import resolve_config
+from edge_mlp.options import ExportForms, ShiftLowering, using_forms
 from edge_mlp.stats import model_stats
 
 from .official_layouts import OFFICIAL_LAYOUTS, as_mlp_layout, cycle_mlp_layout, mixer_layout
@@ -85,12 +86,17 @@ def test_every_model_runs_in_eval_at_small_size(name: str) -> None:
 @pytest.mark.parametrize("name,size", [("as_mlp_mobile", 64), ("cycle_mlp_mobile", 48)])
 def test_slice_and_roll_lowerings_give_identical_models(name: str, size: int) -> None:
     torch.manual_seed(0)
-    slice_model = edge_mlp.create_model(name, img_size=size, num_classes=10, shift_lowering="slice").eval()
-    roll_model = edge_mlp.create_model(name, img_size=size, num_classes=10, shift_lowering="roll").eval()
-    roll_model.load_state_dict(slice_model.state_dict(), strict=True)
+    model = edge_mlp.create_model(name, img_size=size, num_classes=10).eval()
     x = torch.randn(2, 3, size, size)
     with torch.inference_mode():
-        assert torch.equal(slice_model(x), roll_model(x))
+        with using_forms(ExportForms(shift=ShiftLowering.SLICE)):
+            sliced = model(x)
+        with using_forms(ExportForms(shift=ShiftLowering.ROLL)):
+            rolled = model(x)
+        with using_forms(ExportForms(shift=ShiftLowering.IDENTITY)):
+            removed = model(x)
+    assert torch.equal(sliced, rolled)
+    assert not torch.equal(sliced, removed)  # the forms really reach the shift
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (33, 47), (72, 56), (100, 20)])
@@ -109,13 +115,12 @@ def test_mixer_refuses_an_input_of_another_size_clearly() -> None:
 
 def test_overrides_use_official_names_and_are_recorded() -> None:
     model = edge_mlp.create_model("as_mlp_mobile", img_size=64, num_classes=10, depths=(1, 1, 1, 1),
-                                  shift_size=3, mlp_ratio=2.0, shift_lowering="roll")
+                                  shift_size=3, mlp_ratio=2.0)
     config = model.edge_config
     assert config.name == "as_mlp_mobile" and config.family == "as_mlp"
     assert config.input_size == (3, 64, 64) and config.num_classes == 10
     assert config.kwargs["embed_dim"] == 48 and config.kwargs["depths"] == (1, 1, 1, 1)
     assert config.to_dict()["kwargs"]["depths"] == [1, 1, 1, 1]
-    assert model.layers[0].blocks[0].axial_shift.shift_dim2.lowering == "roll"
     assert len(model.layers[0].blocks) == 1
     cycle = edge_mlp.create_model("cycle_mlp_mobile", layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32),
                                   mlp_ratios=(2, 2, 2, 2), transitions=(True, True, True, True))
@@ -131,5 +136,5 @@ def test_config_resolution_errors_are_clear() -> None:
         resolve_config("as_mlp_tiny", layers=(1, 1))
     with pytest.raises(ConfigError, match="invalid config for as_mlp_tiny: .*odd"):
         edge_mlp.create_model("as_mlp_tiny", shift_size=4)
-    with pytest.raises(ConfigError, match="shift lowering"):
-        edge_mlp.create_model("cycle_mlp_b1", shift_lowering="gather")
+    with pytest.raises(ConfigError, match="does not accept override\\(s\\) shift_lowering"):
+        edge_mlp.create_model("cycle_mlp_b1", shift_lowering="roll")  # an export form, not a config

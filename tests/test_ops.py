@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_mlp.ops import LOWERINGS, CycleFC, axial_shift, official_offset
+from edge_mlp.options import ExportForms, ShiftLowering, using_forms
 
 from .reference import (
     axial_shift_reference,
@@ -78,17 +79,18 @@ def test_cycle_fc_matches_deform_conv_semantics(
 ) -> None:
     torch.manual_seed(seed)
     kernel = (k, 1) if vertical else (1, k)
-    fc = CycleFC(x.shape[1], out_channels, kernel, bias=bias, shift_lowering=lowering)
+    fc = CycleFC(x.shape[1], out_channels, kernel, bias=bias)
     xt = torch.from_numpy(x)
     offset = fc.offset.numpy()
     # The shift alone is exact: integer offsets make the bilinear weights 1 and 0.
     sampled = deform_sample_reference(x, offset)
-    assert torch.equal(fc.shift(xt, 1, fc.shift_axis), torch.from_numpy(sampled))
     ref = cycle_fc_reference(x, offset, fc.weight.detach().numpy(),
                              fc.bias.detach().numpy() if bias else None)
-    out = fc(xt)
+    with using_forms(ExportForms(shift=ShiftLowering(lowering))):
+        assert torch.equal(fc.shift(xt, 1, fc.shift_axis), torch.from_numpy(sampled))
+        out = fc(xt)
+        out_nhwc = fc.forward_nhwc(xt.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-5, atol=1e-5)
-    out_nhwc = fc.forward_nhwc(xt.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     np.testing.assert_allclose(out_nhwc.detach().numpy(), ref, rtol=1e-5, atol=1e-5)
 
 

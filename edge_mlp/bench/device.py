@@ -7,75 +7,20 @@ the iOS sample app's XCTest performance test, which writes the same schema (READ
 
 from __future__ import annotations
 
-import re
 import shutil
-import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..converters import all_converters, get_converter
 from ..errors import EdgeMlpError
 from ..manifest import Manifest, open_artifact
 from ..models import config_from_record
 from ..stats import config_stats
-from .schema import BACKENDS, BenchReport, BenchResult, Latency, Machine
+from .schema import BACKENDS, BenchReport, BenchResult, Machine
 
 DEVICE_DIR = "/data/local/tmp/edge-mlp"
-RUNNERS = {"tflite": "benchmark_model", "executorch": "executor_runner"}
-EXECUTOR_RUNNER_REPEATS = 5  # executor_runner reports one mean per process: p10/p90 come from repeats
-
-_STAT_LINE = re.compile(r"count=(?P<count>\d+) first=\S+ curr=\S+ min=(?P<min>[\d.e+]+) max=(?P<max>[\d.e+]+) "
-                        r"avg=(?P<avg>[\d.e+]+) std=(?P<std>[\d.e+]+)"
-                        r"(?: p5=(?P<p5>[\d.e+]+) median=(?P<median>[\d.e+]+) p95=(?P<p95>[\d.e+]+))?")
-_TIMINGS = re.compile(r"Inference timings in us: Init: (?P<init>[\d.e+]+), First inference: (?P<first>[\d.e+]+), "
-                      r"Warmup \(avg\): [\d.e+]+, Inference \(avg\): (?P<avg>[\d.e+]+)")
-_MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
-                     r"init=(?P<init>[\d.e+]+) overall=(?P<overall>[\d.e+]+)")
-_EXECUTED = re.compile(r"Model executed successfully (?P<count>\d+) time\(s\) in (?P<ms>[\d.]+) ms")
-
-
-def parse_benchmark_model(text: str) -> dict[str, Any]:
-    """LiteRT/TFLite `benchmark_model` output -> timings in ms (the last stat line is the measured run,
-    earlier ones are warm-up) and memory in MB."""
-    stats = list(_STAT_LINE.finditer(text))
-    timings = _TIMINGS.search(text)
-    if not stats or timings is None:
-        raise EdgeMlpError("benchmark_model output has no timing summary (did it fail? its output is above)")
-    last = stats[-1]
-    us = {k: float(v) for k, v in last.groupdict().items() if v is not None}
-    out = {
-        "runs": int(us["count"]), "mean_ms": us["avg"] / 1000, "min_ms": us["min"] / 1000, "std_ms": us["std"] / 1000,
-        "median_ms": us["median"] / 1000 if "median" in us else None,
-        "p5_ms": us["p5"] / 1000 if "p5" in us else None, "p95_ms": us["p95"] / 1000 if "p95" in us else None,
-        "init_ms": float(timings["init"]) / 1000, "first_ms": float(timings["first"]) / 1000,
-    }
-    memory = _MEMORY.search(text)
-    out["memory_overall_mb"] = float(memory["overall"]) if memory else None
-    return out
-
-
-def parse_executor_runner(text: str) -> tuple[int, float]:
-    """ExecuTorch `executor_runner` output -> (executions, mean ms per execution)."""
-    match = _EXECUTED.search(text)
-    if match is None:
-        raise EdgeMlpError("executor_runner output has no 'Model executed successfully N time(s) in X ms' line "
-                           "(an older runner without --num_executions timing, or it failed)")
-    count = int(match["count"])
-    return count, float(match["ms"]) / count
-
-
-def benchmark_model_latency(parsed: dict[str, Any]) -> Latency:
-    median = parsed["median_ms"] if parsed["median_ms"] is not None else parsed["mean_ms"]
-    return Latency(median_ms=median, p10_ms=None, p90_ms=None, mean_ms=parsed["mean_ms"], min_ms=parsed["min_ms"],
-                   runs=parsed["runs"], p5_ms=parsed["p5_ms"], p95_ms=parsed["p95_ms"])
-
-
-def executor_runner_latency(means_ms: list[float], executions: int) -> Latency:
-    ordered = sorted(means_ms)
-    quantile = statistics.quantiles(ordered, n=10, method="inclusive") if len(ordered) > 1 else ordered * 9
-    return Latency(median_ms=statistics.median(ordered), p10_ms=quantile[0], p90_ms=quantile[-1],
-                   mean_ms=statistics.fmean(ordered), min_ms=ordered[0], runs=executions * len(ordered))
 
 
 class Adb:
@@ -115,21 +60,22 @@ def run_on_device(device: str, sources: list[str], threads: int, warmup: int, ru
                            "test (README: On-device latency), which writes this same JSON schema")
     artifacts = [open_artifact(s) for s in sources]
     for artifact, manifest in artifacts:
-        if manifest.target.name not in RUNNERS:
-            raise EdgeMlpError(f"{artifact.name}: --device android runs .tflite and .pte artifacts, not "
+        if get_converter(manifest.target.name).device_runner is None:
+            runnable = sorted(c.suffix for c in all_converters() if c.device_runner)
+            raise EdgeMlpError(f"{artifact.name}: --device android runs {' and '.join(runnable)} artifacts, not "
                                f"{manifest.target.name}")
     adb = Adb()
     adb.shell(f"mkdir -p {DEVICE_DIR}")
-    for target in {m.target.name for _, m in artifacts}:
-        remote = f"{DEVICE_DIR}/{RUNNERS[target]}"
+    for runner in {get_converter(m.target.name).device_runner for _, m in artifacts}:
+        remote = f"{DEVICE_DIR}/{runner}"
         if runner_dir:
-            local = Path(runner_dir) / RUNNERS[target]
+            local = Path(runner_dir) / str(runner)
             if not local.is_file():
-                raise EdgeMlpError(f"--runner-dir {runner_dir} has no {RUNNERS[target]}")
+                raise EdgeMlpError(f"--runner-dir {runner_dir} has no {runner}")
             adb.push(local, remote)
             adb.shell(f"chmod +x {remote}")
         if not adb.has(remote):
-            raise EdgeMlpError(f"{RUNNERS[target]} is not on the phone at {remote}: build it for arm64 "
+            raise EdgeMlpError(f"{runner} is not on the phone at {remote}: build it for arm64 "
                                "(README: On-device latency) and pass --runner-dir")
     model_name = adb.shell("getprop ro.product.model").strip()
     soc = adb.shell("getprop ro.soc.model").strip()
@@ -146,20 +92,9 @@ def _run_one(adb: Adb, artifact: Path, manifest: Manifest, threads: int, warmup:
     remote = f"{DEVICE_DIR}/{artifact.name}"
     adb.push(artifact, remote)
     target = manifest.target.name
-    runner = f"{DEVICE_DIR}/{RUNNERS[target]}"
-    memory = None
-    if target == "tflite":
-        parsed = parse_benchmark_model(adb.shell(
-            f"{runner} --graph={remote} --num_threads={threads} --warmup_runs={warmup} --num_runs={runs} "
-            "--use_xnnpack=true --report_peak_memory_footprint=true"))
-        latency, memory = benchmark_model_latency(parsed), parsed["memory_overall_mb"]
-    else:
-        means = []
-        for _ in range(EXECUTOR_RUNNER_REPEATS):
-            count, mean = parse_executor_runner(adb.shell(
-                f"{runner} --model_path={remote} --num_executions={runs} --cpu_threads={threads}"))
-            means.append(mean)
-        latency = executor_runner_latency(means, count)
+    converter = get_converter(target)
+    latency, memory = converter.run_on_device(adb, remote, f"{DEVICE_DIR}/{converter.device_runner}", threads,
+                                              warmup, runs)
     macs = config_stats(config_from_record(manifest.model.name, manifest.model.config)).macs
     return BenchResult(
         model=manifest.model.name, backend=BACKENDS[target], precision=manifest.precision,

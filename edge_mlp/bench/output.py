@@ -46,7 +46,7 @@ def _x(value: float | None, fmt: str = "{:.2f}x") -> str:
 
 def as_shipped(row: dict[str, Any]) -> bool:
     """Whether a row uses the shift lowering `convert` ships for its backend (eager: slice)."""
-    import converters
+    from edge_mlp import converters
 
     if row["shift_lowering"] == "none":
         return True

@@ -14,17 +14,19 @@ import numpy as np
 
 from .. import __version__
 from ..convert import ConvertJob, convert
+from ..converters import get_converter, host_timed_targets
+from ..demo import weights_reference
 from ..errors import EdgeMlpError
 from ..manifest import Manifest, open_artifact
 from ..models import config_from_record, list_models
-from ..ops.shift import ABLATION_LOWERING, LOWERINGS
+from ..options import NO_SHIFT, ExportForms, Precision, ShiftLowering
 from ..parity import reference_model
 from ..stats import config_stats
 from . import measure
-from .schema import BACKENDS, BenchReport, BenchResult, Machine, ShiftCost
+from .schema import BACKENDS, EAGER, BenchReport, BenchResult, Machine, ShiftCost
 
-TIMED_TARGETS = ("executorch", "tflite", "onnx")  # Core ML latency needs a Mac: the iOS app measures it
-TIMED_PRECISIONS = ("fp32", "int8")
+TIMED_TARGETS = host_timed_targets()  # Core ML latency needs a Mac: the iOS app measures it
+TIMED_PRECISIONS = (Precision.FP32.value, Precision.INT8.value)
 
 
 @dataclass
@@ -78,30 +80,32 @@ def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.n
     target = manifest.target.name
     if target not in TIMED_TARGETS:
         raise EdgeMlpError(f"{artifact.name}: {target} artifacts cannot be timed on this host")
-    loader = measure.ARTIFACT_LOADERS[target]
+    converter = get_converter(target)
     key = (manifest.model.name, BACKENDS[target], manifest.precision, manifest.shift_lowering.used)
-    return _Entry(key, lambda: loader(artifact, x, threads), macs, artifact, manifest)
+    return _Entry(key, lambda: converter.load(artifact, threads=threads).bind(x), macs, artifact, manifest)
 
 
 def _eager_entry(manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> _Entry:
-    """PyTorch eager fp32 of the artifact's own model config (its shift lowering included)."""
-    key = (manifest.model.name, BACKENDS["eager"], "fp32", manifest.shift_lowering.used)
-    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, threads), macs)
+    """PyTorch eager fp32 of the artifact's own model config, with its shift lowering."""
+    used = manifest.shift_lowering.used
+    forms = ExportForms() if used == NO_SHIFT else ExportForms(shift=ShiftLowering(used))
+    key = (manifest.model.name, BACKENDS[EAGER], Precision.FP32.value, used)
+    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, threads, forms), macs)
 
 
 def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, Manifest]]:
-    lowerings = ["auto"]
+    lowerings: list[ShiftLowering | None] = [None]  # None: each target's own (auto)
     if job.shift_ablation:
-        lowerings = [*LOWERINGS, ABLATION_LOWERING]
+        lowerings = list(ShiftLowering)
     done = []
     for target in job.targets:
         for precision in job.precisions:
             for lowering in lowerings:
-                sub = out_dir / f"{model}-{lowering}"
+                sub = out_dir / f"{model}-{lowering or 'auto'}"
                 reused = _reusable(job, sub, model, target, precision)
                 if reused is not None:
                     done.append(reused)
-                    if reused[1].shift_lowering.used == "none":
+                    if reused[1].shift_lowering.used == NO_SHIFT:
                         break
                     continue
                 with warnings.catch_warnings():
@@ -112,24 +116,22 @@ def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, M
                         shift_lowering=lowering, for_benchmark=True,
                     ))
                 done.append((result.artifact, result.manifest))
-                if result.manifest.shift_lowering.used == "none":
+                if result.manifest.shift_lowering.used == NO_SHIFT:
                     break  # no shift in this family: one lowering is all there is
     return done
 
 
 def _reusable(job: BenchJob, folder: Path, model: str, target: str, precision: str) -> tuple[Path, Manifest] | None:
     """A kept artifact converted with the same model, target, precision, input size and weights."""
-    import converters
-
     if not job.keep_artifacts:
         return None
-    path = folder / f"{model}-{target}-{precision}{converters.get_converter(target).suffix}"
+    path = folder / f"{model}-{target}-{precision}{get_converter(target).suffix}"
     if not path.exists():
         return None
     artifact, manifest = open_artifact(path)
     same_size = job.img_size is None or manifest.input.shape[-1] == job.img_size
     weights = manifest.weights.file if manifest.weights else None
-    same_weights = weights == (f"demo:{model}" if job.weights == "demo" else job.weights)
+    same_weights = weights == weights_reference(model, job.weights)
     return (artifact, manifest) if same_size and same_weights else None
 
 
@@ -198,11 +200,11 @@ def _result(e: _Entry, latency: Any, load_rss_mb: float, peak: float) -> BenchRe
 def _add_speedups(results: list[BenchResult]) -> None:
     by_key = {(r.model, r.backend, r.precision, r.shift_lowering): r for r in results}
     for r in results:
-        eager = by_key.get((r.model, BACKENDS["eager"], "fp32", r.shift_lowering))
+        eager = by_key.get((r.model, BACKENDS[EAGER], Precision.FP32, r.shift_lowering))
         if eager is not None:
             r.speedup_vs_eager_fp32 = eager.latency.median_ms / r.latency.median_ms
-        if r.precision != "fp32":
-            fp32 = by_key.get((r.model, r.backend, "fp32", r.shift_lowering))
+        if r.precision != Precision.FP32:
+            fp32 = by_key.get((r.model, r.backend, Precision.FP32, r.shift_lowering))
             if fp32 is not None:
                 r.speedup_vs_fp32 = fp32.latency.median_ms / r.latency.median_ms
 
@@ -211,8 +213,8 @@ def _shift_costs(results: list[BenchResult]) -> list[ShiftCost]:
     by_key = {(r.model, r.backend, r.precision, r.shift_lowering): r for r in results}
     costs = []
     for (model, backend, precision, lowering), r in by_key.items():
-        identity = by_key.get((model, backend, precision, ABLATION_LOWERING))
-        if lowering in LOWERINGS and identity is not None:
+        identity = by_key.get((model, backend, precision, ShiftLowering.IDENTITY))
+        if lowering in ShiftLowering.exact() and identity is not None:
             costs.append(ShiftCost(model, backend, precision, lowering, r.latency.median_ms,
                                    identity.latency.median_ms))
     return costs

@@ -6,28 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..converters import all_converters
+from ..timing import Latency
+
 BENCH_SCHEMA_VERSION = 1
 
-# Backend names, one per runtime (the runtime's own name, not our target's).
-BACKENDS = {
-    "eager": "pytorch-eager",  # the desktop baseline: PyTorch eager fp32
-    "executorch": "executorch-xnnpack",
-    "tflite": "litert-xnnpack",
-    "onnx": "onnxruntime-cpu",
-    "coreml": "coreml",
-}
-
-
-@dataclass
-class Latency:
-    median_ms: float
-    p10_ms: float | None  # None where a device tool does not report it (see p5/p95)
-    p90_ms: float | None
-    mean_ms: float
-    min_ms: float
-    runs: int
-    p5_ms: float | None = None  # LiteRT benchmark_model reports p5/median/p95
-    p95_ms: float | None = None
+EAGER = "eager"
+# Backend names, one per runtime (the runtime's own name, not our target's), keyed by target.
+BACKENDS = {EAGER: "pytorch-eager", **{c.target: c.bench_backend for c in all_converters()}}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from ._registry import (
     get_spec,
     list_models,
     resolve_config,
+    size_overrides,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "get_spec",
     "list_models",
     "resolve_config",
+    "size_overrides",
 ]

@@ -43,6 +43,7 @@ class ModelSpec:
     official: bool
     source: str
     overrides: tuple[str, ...]
+    has_shift: bool  # a spatial shift whose lowering the target picks (edge_mlp.options.ExportForms)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def register_family(
     source: str,
     variants: Mapping[str, tuple[Mapping[str, Any], DataConfig, str]],
     official: tuple[str, ...],
+    has_shift: bool = False,
 ) -> None:
     params = inspect.signature(builder).parameters
     unknown = [o for o in overrides if o not in params]
@@ -97,6 +99,7 @@ def register_family(
         _REGISTRY[name] = ModelSpec(
             name=name, family=family, builder=builder, config=dict(config), data=data,
             description=description, official=name in official, source=source, overrides=overrides,
+            has_shift=has_shift,
         )
 
 
@@ -133,9 +136,20 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(name=name, family=spec.family, kwargs=kwargs, data=spec.data)
 
 
+# Recorded by edge-mlp 0.1 manifests, now an export form (manifest.shift_lowering says which).
+_RETIRED_FIELDS = ("shift_lowering",)
+
+
+def size_overrides(img_size: int | None = None, num_classes: int | None = None) -> dict[str, Any]:
+    """The overrides behind the CLI's --img-size / --num-classes (only those given)."""
+    given = {"img_size": img_size, "num_classes": num_classes}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def config_from_record(name: str, kwargs: Mapping[str, Any]) -> ModelConfig:
     """Rebuild a resolved config from its recorded form (e.g. a manifest's model.config)."""
     spec = get_spec(name)
+    kwargs = {k: v for k, v in kwargs.items() if k not in _RETIRED_FIELDS}
     params = inspect.signature(spec.builder).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:

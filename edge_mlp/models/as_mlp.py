@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..ops.export_forms import GroupNorm1, exporting
-from ..ops.shift import Lowering, axial_shift, check_lowering
+from ..ops.shift import axial_shift
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
 
@@ -40,26 +40,22 @@ class Mlp(nn.Module):
 class Shift(nn.Module):
     """Parameter-free wrapper so the shift shows up as a module (as in the official model)."""
 
-    def __init__(self, shift_size: int, dim: int, lowering: Lowering = "slice") -> None:
+    def __init__(self, shift_size: int, dim: int) -> None:
         super().__init__()
-        check_lowering(lowering)
         if shift_size < 1 or shift_size % 2 == 0:
             raise ValueError(f"shift_size must be a positive odd integer, got {shift_size}")
         self.shift_size = shift_size
         self.dim = dim
-        self.lowering = lowering
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return axial_shift(x, self.shift_size, self.dim, self.lowering)
+        return axial_shift(x, self.shift_size, self.dim)  # lowered as the export forms say
 
     def extra_repr(self) -> str:
-        return f"shift_size={self.shift_size}, dim={self.dim}, lowering={self.lowering!r}"
+        return f"shift_size={self.shift_size}, dim={self.dim}"
 
 
 class AxialShift(nn.Module):
-    def __init__(
-        self, dim: int, shift_size: int, as_bias: bool = True, shift_lowering: Lowering = "slice"
-    ) -> None:
+    def __init__(self, dim: int, shift_size: int, as_bias: bool = True) -> None:
         super().__init__()
         self.dim = dim
         self.shift_size = shift_size
@@ -70,8 +66,8 @@ class AxialShift(nn.Module):
         self.actn = nn.GELU()
         self.norm1 = MyNorm(dim)
         self.norm2 = MyNorm(dim)
-        self.shift_dim2 = Shift(shift_size, 2, shift_lowering)
-        self.shift_dim3 = Shift(shift_size, 3, shift_lowering)
+        self.shift_dim2 = Shift(shift_size, 2)
+        self.shift_dim3 = Shift(shift_size, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.actn(self.norm1(self.conv1(x)))
@@ -89,11 +85,10 @@ class AxialShiftedBlock(nn.Module):
         as_bias: bool = True,
         drop: float = 0.0,
         drop_path: float = 0.0,
-        shift_lowering: Lowering = "slice",
     ) -> None:
         super().__init__()
         self.norm1 = MyNorm(dim)
-        self.axial_shift = AxialShift(dim, shift_size, as_bias, shift_lowering)
+        self.axial_shift = AxialShift(dim, shift_size, as_bias)
         self.drop_path = drop_path_or_identity(drop_path)
         self.norm2 = MyNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -138,11 +133,10 @@ class BasicLayer(nn.Module):
         drop: float,
         drop_path: Sequence[float],
         downsample: bool,
-        shift_lowering: Lowering,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            AxialShiftedBlock(dim, shift_size, mlp_ratio, as_bias, drop, drop_path[i], shift_lowering)
+            AxialShiftedBlock(dim, shift_size, mlp_ratio, as_bias, drop, drop_path[i])
             for i in range(depth)
         )
         self.downsample = PatchMerging(dim) if downsample else None
@@ -181,10 +175,8 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
         patch_norm: bool = True,
-        shift_lowering: Lowering = "slice",
     ) -> None:
         super().__init__()
-        check_lowering(shift_lowering)
         self.img_size = to_2tuple(img_size)
         self.num_classes = num_classes
         self.num_layers = len(depths)
@@ -204,7 +196,6 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
                 drop=drop_rate,
                 drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
                 downsample=i < self.num_layers - 1,
-                shift_lowering=shift_lowering,
             )
             for i in range(self.num_layers)
         )
@@ -237,7 +228,7 @@ register_family(
     builder=AS_MLP,
     overrides=(
         "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths",
-        "shift_size", "mlp_ratio", "drop_rate", "drop_path_rate", "shift_lowering",
+        "shift_size", "mlp_ratio", "drop_rate", "drop_path_rate",
     ),
     source="svip-lab/AS-MLP models/as_mlp.py",
     variants={
@@ -251,4 +242,5 @@ register_family(
                           "edge-mlp mobile: AS-MLP-T at half width"),
     },
     official=("as_mlp_tiny", "as_mlp_small", "as_mlp_base"),
+    has_shift=True,
 )

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from ..ops.cycle_fc import CycleFC
 from ..ops.export_forms import LayerNorm, mean_hw_nhwc
-from ..ops.shift import Lowering, check_lowering
 from ._layers import drop_path_or_identity
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
 
@@ -37,14 +36,11 @@ class Mlp(nn.Module):
 class CycleMLP(nn.Module):
     """Token mixing: two CycleFCs (along W and H) and a channel FC, re-weighted per channel."""
 
-    def __init__(
-        self, dim: int, qkv_bias: bool = False, proj_drop: float = 0.0,
-        shift_lowering: Lowering = "slice",
-    ) -> None:
+    def __init__(self, dim: int, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
         super().__init__()
         self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
-        self.sfc_h = CycleFC(dim, dim, (1, 3), 1, 0, shift_lowering=shift_lowering)
-        self.sfc_w = CycleFC(dim, dim, (3, 1), 1, 0, shift_lowering=shift_lowering)
+        self.sfc_h = CycleFC(dim, dim, (1, 3), 1, 0)
+        self.sfc_w = CycleFC(dim, dim, (3, 1), 1, 0)
         self.reweight = Mlp(dim, dim // 4, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -71,11 +67,11 @@ def _branch(a: torch.Tensor, i: int) -> torch.Tensor:
 class CycleBlock(nn.Module):
     def __init__(
         self, dim: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
-        skip_lam: float = 1.0, shift_lowering: Lowering = "slice",
+        skip_lam: float = 1.0,
     ) -> None:
         super().__init__()
         self.norm1 = LayerNorm(dim)
-        self.attn = CycleMLP(dim, qkv_bias=qkv_bias, shift_lowering=shift_lowering)
+        self.attn = CycleMLP(dim, qkv_bias=qkv_bias)
         self.drop_path = drop_path_or_identity(drop_path)
         self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
@@ -122,10 +118,8 @@ class CycleNet(nn.Module):
         skip_lam: float = 1.0,
         qkv_bias: bool = False,
         drop_path_rate: float = 0.0,
-        shift_lowering: Lowering = "slice",
     ) -> None:
         super().__init__()
-        check_lowering(shift_lowering)
         if not (len(layers) == len(embed_dims) == len(mlp_ratios)) or len(transitions) < len(layers) - 1:
             raise ValueError("layers, embed_dims and mlp_ratios need one entry per stage")
         self.img_size = img_size  # only recorded: CycleMLP takes any input size
@@ -138,7 +132,6 @@ class CycleNet(nn.Module):
                 CycleBlock(
                     embed_dims[i], mlp_ratios[i], qkv_bias,
                     drop_path_rate * (j + sum(layers[:i])) / max(total - 1, 1), skip_lam,
-                    shift_lowering,
                 )
                 for j in range(depth)
             ]))
@@ -182,7 +175,7 @@ register_family(
     builder=CycleNet,
     overrides=(
         "layers", "embed_dims", "mlp_ratios", "transitions", "num_classes", "img_size",
-        "in_chans", "drop_path_rate", "shift_lowering",
+        "in_chans", "drop_path_rate",
     ),
     source="ShoufaChen/CycleMLP cycle_mlp.py",
     variants={
@@ -201,4 +194,5 @@ register_family(
                              "edge-mlp mobile: CycleMLP-B1 at half width"),
     },
     official=("cycle_mlp_b1", "cycle_mlp_b2", "cycle_mlp_b3", "cycle_mlp_b4", "cycle_mlp_b5"),
+    has_shift=True,
 )

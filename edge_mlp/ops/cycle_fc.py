@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from .shift import Lowering, check_lowering, periodic_channel_shift
+from .shift import periodic_channel_shift
 
 
 def cycle_shifts(channels: int, kernel_length: int) -> list[int]:
@@ -51,7 +51,6 @@ class CycleFC(nn.Module):
         dilation: int = 1,
         groups: int = 1,
         bias: bool = True,
-        shift_lowering: Lowering = "slice",
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -61,12 +60,10 @@ class CycleFC(nn.Module):
         kernel_size = _pair(kernel_size)
         if kernel_size[0] != 1 and kernel_size[1] != 1:
             raise ValueError(f"CycleFC kernel must be 1xK or Kx1, got {kernel_size}")
-        check_lowering(shift_lowering)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.groups = groups
-        self.shift_lowering = shift_lowering
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, 1, 1))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.register_buffer("offset", official_offset(in_channels, kernel_size))
@@ -86,7 +83,7 @@ class CycleFC(nn.Module):
 
     def shift(self, x: torch.Tensor, channel_dim: int, axis: int) -> torch.Tensor:
         """Apply the per-channel cycle shift of the input (before the projection)."""
-        return periodic_channel_shift(x, self._residue_shifts, axis, channel_dim, self.shift_lowering)
+        return periodic_channel_shift(x, self._residue_shifts, axis, channel_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW in, NCHW out, as the official module."""
@@ -125,6 +122,5 @@ class CycleFC(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"shift_lowering={self.shift_lowering!r}"
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         )

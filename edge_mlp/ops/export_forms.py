@@ -3,7 +3,7 @@
 XNNPACK (ExecuTorch 1.5) has no layer_norm / group_norm kernel, averages only 4-D tensors over
 their two innermost axes, and slices only with stride 1. Left as they are, these ops stay outside
 the delegate and cut the graph into many partitions, each crossing back to portable CPU kernels.
-While a converter that asks for them (ExecuTorch, via `delegate_forms()`) exports, the modules below
+While a target that asks for them (`ExportForms.delegate_norms`, ExecuTorch) exports, the modules below
 compute the same math from mean-over-(2, 3), sub, mul, rsqrt, reshapes and permutes. Otherwise
 (eager PyTorch, other targets) they run the stock kernels, so PyTorch outputs stay bit-identical to
 the official models; the delegate form differs only by float rounding. Parameter names are
@@ -12,28 +12,15 @@ nn.LayerNorm's / nn.GroupNorm's, so official checkpoints load unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Iterator
-
 import torch
 import torch.nn as nn
 
-_DELEGATE_FORMS = contextvars.ContextVar("edge_mlp_delegate_forms", default=False)
-
-
-@contextlib.contextmanager
-def delegate_forms() -> Iterator[None]:
-    """Within this block, models exported with torch.export use the delegate forms."""
-    token = _DELEGATE_FORMS.set(True)
-    try:
-        yield
-    finally:
-        _DELEGATE_FORMS.reset(token)
+from ..options import current_forms
 
 
 def exporting() -> bool:
-    return _DELEGATE_FORMS.get() and torch.compiler.is_exporting()
+    """Whether the delegate forms apply: asked for by the target, and torch.export is tracing."""
+    return current_forms().delegate_norms and torch.compiler.is_exporting()
 
 
 def _normalize_rows(x4: torch.Tensor, eps: float) -> torch.Tensor:

@@ -13,24 +13,17 @@ Convention (the official kernel's): a channel with shift ``s`` along axis ``dim`
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-Lowering = Literal["slice", "roll", "identity"]
-LOWERINGS: tuple[str, ...] = ("slice", "roll")
-# Benchmark-only: the shift becomes a no-op, so `edge-mlp bench` can measure what the shift costs.
-# It changes the model's outputs; conversions refuse it.
-ABLATION_LOWERING = "identity"
+from ..options import ShiftLowering, current_forms
+
+LOWERINGS: tuple[ShiftLowering, ...] = ShiftLowering.exact()
 
 # (first channel, end channel, shift) for a contiguous run of channels moved together.
 ChannelGroup = tuple[int, int, int]
-
-
-def check_lowering(lowering: str) -> None:
-    if lowering not in LOWERINGS and lowering != ABLATION_LOWERING:
-        raise ValueError(f"shift lowering must be one of {LOWERINGS}, got {lowering!r}")
 
 
 def axial_shift_groups(channels: int, shift_size: int) -> list[ChannelGroup]:
@@ -61,20 +54,26 @@ def shift_channel_groups(
     groups: Sequence[ChannelGroup],
     dim: int,
     channel_dim: int = 1,
-    lowering: Lowering = "slice",
+    lowering: ShiftLowering | None = None,
 ) -> torch.Tensor:
-    """Move each contiguous channel group by its own shift along `dim`, zero-filling."""
-    check_lowering(lowering)
+    """Move each contiguous channel group by its own shift along `dim`, zero-filling.
+
+    `lowering` None: the one of the current export forms (`edge_mlp.options.using_forms`)."""
+    if lowering is None:
+        lowering = current_forms().shift
+    elif lowering not in ShiftLowering.__members__.values():
+        raise ValueError(f"shift lowering must be one of {', '.join(ShiftLowering)}, got {lowering!r}")
+    lowering = ShiftLowering(lowering)
     dim = dim % x.ndim
     channel_dim = channel_dim % x.ndim
     if dim == channel_dim:
         raise ValueError("the shift axis must differ from the channel axis")
     pad = max((abs(s) for _, _, s in groups), default=0)
-    if pad == 0 or lowering == ABLATION_LOWERING:
+    if pad == 0 or lowering is ShiftLowering.IDENTITY:
         return x
     length = x.shape[dim]
     padded = _pad_axis(x, dim, pad)
-    if lowering == "slice":
+    if lowering is ShiftLowering.SLICE:
         parts = [
             padded.narrow(channel_dim, start, end - start).narrow(dim, pad + s, length)
             for start, end, s in groups
@@ -89,7 +88,8 @@ def shift_channel_groups(
 
 
 def periodic_channel_shift(
-    x: torch.Tensor, residue_shifts: Sequence[int], dim: int, channel_dim: int, lowering: Lowering = "slice"
+    x: torch.Tensor, residue_shifts: Sequence[int], dim: int, channel_dim: int,
+    lowering: ShiftLowering | None = None,
 ) -> torch.Tensor:
     """Shift channel c by `residue_shifts[c % k]` along `dim`, zero-filling.
 
@@ -119,7 +119,7 @@ def periodic_channel_shift(
 
 
 def axial_shift(
-    x: torch.Tensor, shift_size: int, dim: int, lowering: Lowering = "slice"
+    x: torch.Tensor, shift_size: int, dim: int, lowering: ShiftLowering | None = None
 ) -> torch.Tensor:
     """The official AS-MLP shift of an NCHW tensor along H (dim=2) or W (dim=3)."""
     if x.ndim != 4:

@@ -1,14 +1,34 @@
-"""PT2E static quantization shared by the targets that use it: export, prepare, calibrate, convert."""
+"""PT2E static quantization shared by the targets that use it (export, prepare, calibrate, convert),
+their graph rewrites, and the XNNPACK recipe. Also used by edge_mlp.sensitivity to simulate a
+target's int8. Imports torch: load it only where a conversion or simulation runs."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-from .base import StageTimer
+from edge_mlp.manifest import QuantizationInfo
+
+if TYPE_CHECKING:  # types only: base imports this module's recipe at run time
+    from .base import ConversionRequest, Converter, StageTimer
+
+XNNPACK_NOTE = "XNNPACKQuantizer PT2E (per-channel symmetric weights, per-tensor activations)"
+
+
+def xnnpack_recipe(float_modules: Sequence[str] = ()) -> tuple[Any, Callable, str]:
+    """XNNPACKQuantizer (per-channel symmetric weights, per-tensor activations) with our rewrites."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    rewrite = chain(mark_float(float_modules) if float_modules else None, float_norms,
+                    slices_share_qparams(quantizer))
+    return quantizer, rewrite, XNNPACK_NOTE
 
 
 def quantize_pt2e(
@@ -35,27 +55,26 @@ def quantize_pt2e(
         return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-def quantize_request(converter: Any, request: Any, fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, Any]:
-    """The request's model through the converter's own PT2E recipe: (quantized graph, quantizer)."""
+def quantize_request(converter: Converter, request: ConversionRequest,
+                     fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, Any, QuantizationInfo]:
+    """The request's model through the converter's own PT2E recipe: (quantized graph, quantizer,
+    the manifest's description of the target's int8)."""
     quantizer, rewrite, _ = converter.pt2e_recipe(request.float_modules)
     graph = quantize_pt2e(request.model, request.example, quantizer, request.calibration, request.stage,
                           fold_quantize=fold_quantize, rewrite=rewrite)
-    return graph, quantizer
+    return graph, quantizer, QuantizationInfo(scheme=converter.int8_scheme, tool=converter.int8_tool)
 
 
-def op_histogram(names: Sequence[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+def in_modules(node: torch.fx.Node, modules: Sequence[str]) -> bool:
+    """Whether an exported graph node comes from inside one of the named modules."""
+    paths = {path for path, _ in (node.meta.get("nn_module_stack") or {}).values()}
+    return any(m in paths for m in modules)
 
 
 def mark_float(modules: Sequence[str]) -> Callable[[torch.fx.GraphModule], None]:
     """A pre-annotation rewrite that keeps nodes inside `modules` in float: they are marked as
     annotated with no quantization specs, and PT2E annotators skip annotated nodes."""
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
-    from .base import in_modules
 
     def rewrite(graph: torch.fx.GraphModule) -> None:
         for node in graph.graph.nodes:

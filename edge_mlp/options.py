@@ -1,0 +1,94 @@
+"""Small typed values the pipeline passes around, and the export-time op forms a target chooses.
+
+Torch-free on purpose: the CLI's parser, the target registry and `--help` read these without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Iterator
+
+from .errors import EdgeMlpError
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"  # static int8 weights and activations: needs calibration images
+    W8 = "w8"  # weight-only int8
+
+    @property
+    def calibrated(self) -> bool:
+        return self is Precision.INT8
+
+    @classmethod
+    def parse(cls, value: str | Precision) -> Precision:
+        try:
+            return cls(value)
+        except ValueError:
+            raise EdgeMlpError(f"unknown precision {value!r}; choose one of {', '.join(cls)}") from None
+
+
+class ShiftLowering(StrEnum):
+    """How the vision-MLP shifts are spelled in the exported graph (edge_mlp.ops.shift)."""
+
+    SLICE = "slice"  # pad + slice + concat
+    ROLL = "roll"  # pad + roll + crop
+    # Benchmark-only: the shift becomes a no-op, so `edge-mlp bench` can measure what it costs.
+    # It changes the model's outputs; conversions refuse it unless asked for by the benchmark.
+    IDENTITY = "identity"
+
+    @classmethod
+    def exact(cls) -> tuple[ShiftLowering, ...]:
+        """The lowerings that are bit-exact to the official shift."""
+        return tuple(v for v in cls if v is not cls.IDENTITY)
+
+
+AUTO = "auto"  # a requested lowering: the target's preferred one
+NO_SHIFT = "none"  # the recorded lowering of a family without a shift
+
+
+def parse_lowering(value: str | ShiftLowering | None, allow_ablation: bool = False) -> ShiftLowering | None:
+    """A requested lowering: None means `auto` (the target picks)."""
+    if value is None or value == AUTO:
+        return None
+    choices = [AUTO, *ShiftLowering.exact()]
+    try:
+        lowering = ShiftLowering(value)
+    except ValueError:
+        lowering = None
+    if lowering is None or (lowering is ShiftLowering.IDENTITY and not allow_ablation):
+        raise EdgeMlpError(f"unknown shift lowering {value!r}; choose one of {', '.join(choices)}")
+    return lowering
+
+
+@dataclass(frozen=True)
+class ExportForms:
+    """The form each op takes while a model runs or exports. The target picks it
+    (`Converter.export_forms`); the models read it (`current_forms()`), so no choice is threaded
+    through constructors. Every form is exact in eager PyTorch up to float rounding."""
+
+    shift: ShiftLowering = ShiftLowering.SLICE
+    # Norms, means and space-to-depth as primitives the XNNPACK delegate runs whole; only while
+    # torch.export traces (edge_mlp.ops.export_forms).
+    delegate_norms: bool = False
+
+
+_FORMS: contextvars.ContextVar[ExportForms] = contextvars.ContextVar("edge_mlp_export_forms", default=ExportForms())
+
+
+@contextlib.contextmanager
+def using_forms(forms: ExportForms) -> Iterator[ExportForms]:
+    token = _FORMS.set(forms)
+    try:
+        yield forms
+    finally:
+        _FORMS.reset(token)
+
+
+def current_forms() -> ExportForms:
+    return _FORMS.get()
