@@ -50,8 +50,11 @@ demo: setup
 	$(VENV)/bin/edge-mlp bundle out/demo --app android
 	$(VENV)/bin/edge-mlp bundle out/demo --app ios
 
+# One pytest-xdist worker per core (at most 4: each holds torch and the runtimes in memory); the
+# workers share one cache of converted artifacts (tests/conftest.py).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -21,8 +21,9 @@ from pathlib import Path
 from edge_mlp import converters
 from edge_mlp.convert import ConvertJob, convert
 
-COMBOS = [(t, p) for t in ("executorch", "tflite", "onnx", "coreml") for p in ("fp32", "int8")] + [
-    ("coreml", "fp16"), ("coreml", "w8")]
+# Every target x precision of the registry: fp32 and int8 first (the goal's total), then the rest.
+COMBOS = sorted(((c.target, str(p)) for c in converters.all_converters() for p in c.precisions),
+                key=lambda tp: tp[1] not in ("fp32", "int8"))
 
 
 def main() -> None:

@@ -18,12 +18,13 @@ import warnings
 from pathlib import Path
 
 from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.converters import all_converters
 from edge_mlp.demo import DEMO_MODELS, demo_record
 from edge_mlp.parity import run_parity
 
 ROOT = Path(__file__).resolve().parents[1]
-COMBOS = [(t, p) for t in ("executorch", "tflite", "onnx") for p in ("fp32", "int8")] + [
-    ("coreml", p) for p in ("fp32", "fp16", "int8", "w8")]  # Core ML: the MIL interpreter off macOS
+# Every target x precision of the registry (Core ML: the MIL interpreter off macOS).
+COMBOS = [(c.target, str(p)) for c in all_converters() for p in c.precisions]
 BEGIN, END = "<!-- parity-table:begin -->", "<!-- parity-table:end -->"
 DEMO_BEGIN, DEMO_END = "<!-- demo-table:begin -->", "<!-- demo-table:end -->"
 

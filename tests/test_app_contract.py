@@ -16,6 +16,7 @@ import pytest
 
 from .app_structs import Structs, check, decode_problems, parse_structs
 from edge_mlp.apps import APPS
+from edge_mlp.converters import get_converter
 from edge_mlp.bench.schema import BenchReport, BenchResult, Latency, Machine
 from edge_mlp.manifest import DICT_FIELD_SCHEMAS, Manifest, ModelInfo, QuantParams, TargetInfo, TensorSpec
 from edge_mlp.preprocess import Preprocessing
@@ -90,8 +91,9 @@ def test_a_bench_schema_change_fails_the_contract(app: str, change: dict, field:
     assert any(field in p for p in problems), problems
 
 
-APP_TARGETS = {"android": [("executorch", "int8"), ("tflite", "int8"), ("tflite", "fp32")],
-               "ios": [("coreml", "fp16"), ("coreml", "int8"), ("executorch", "fp32")]}
+# Every precision of every target each app runs (all converted for test_convert already).
+APP_TARGETS = {app: [(t, str(p)) for t in layout.targets for p in get_converter(t).precisions]
+               for app, layout in APPS.items()}
 
 
 @pytest.mark.parametrize("app_name", sorted(APPS))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_mlp.bench import BACKENDS, BenchJob, run_bench, validate
+from edge_mlp.bench import BACKENDS, TIMED_PRECISIONS, TIMED_TARGETS, BenchJob, run_bench, validate
 from edge_mlp.converters.executorch import executor_runner_latency, parse_executor_runner
 from edge_mlp.converters.tflite import benchmark_model_latency, parse_benchmark_model
 from edge_mlp.cli import main
@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "device"
 @pytest.fixture(scope="module")
 def artifacts(converted) -> list[str]:
     """as_mlp_mobile on every timed target x precision, plus ONNX fp32 with the shift rolled and removed."""
-    paths = [converted("as_mlp_mobile", t, p).artifact for t in ("executorch", "tflite", "onnx") for p in ("fp32", "int8")]
+    paths = [converted("as_mlp_mobile", t, p).artifact for t in TIMED_TARGETS for p in TIMED_PRECISIONS]
     paths.append(converted("as_mlp_mobile", "onnx", "fp32", shift_lowering="roll").artifact)
     paths.append(converted("as_mlp_mobile", "onnx", "fp32", shift_lowering="identity", for_benchmark=True).artifact)
     return [str(p) for p in paths]
@@ -41,8 +41,8 @@ def _rows(data: dict) -> dict[tuple[str, str, str], dict]:
 def test_report_has_every_backend_and_validates(report) -> None:
     assert validate(report) == []
     rows = _rows(report)
-    for backend in ("executorch-xnnpack", "litert-xnnpack", "onnxruntime-cpu"):
-        for precision in ("fp32", "int8"):
+    for backend in (BACKENDS[t] for t in TIMED_TARGETS):
+        for precision in TIMED_PRECISIONS:
             assert any(k[:2] == (backend, precision) for k in rows), (backend, precision)
     for lowering in ("slice", "roll", "identity"):  # eager baseline for each lowering timed
         assert (BACKENDS["eager"], "fp32", lowering) in rows
@@ -114,14 +114,15 @@ def test_bad_bench_input_exits_2(argv: list[str], message: str, capsys) -> None:
 
 
 def test_android_without_adb_or_device_exits_2(artifacts, tmp_path: Path, monkeypatch, capsys) -> None:
+    tflite = next(a for a in artifacts if a.endswith(".tflite"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no adb anywhere
-    assert main(["bench", artifacts[2], "--device", "android"]) == 2
+    assert main(["bench", tflite, "--device", "android"]) == 2
     assert "needs adb on PATH" in capsys.readouterr().err
     # A stand-in adb (a phone cannot exist here) replaying real `adb devices` output with nothing attached.
     adb = tmp_path / "adb"
     adb.write_text("#!/bin/sh\nprintf 'List of devices attached\\n\\n'\n")
     adb.chmod(0o755)
-    assert main(["bench", artifacts[2], "--device", "android"]) == 2
+    assert main(["bench", tflite, "--device", "android"]) == 2
     assert "adb lists no device" in capsys.readouterr().err
     assert os.environ["PATH"] == str(tmp_path)
 

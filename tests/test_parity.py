@@ -8,29 +8,28 @@ from pathlib import Path
 import pytest
 
 from edge_mlp.cli import main
-from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.convert import ConvertJob
+from edge_mlp.converters import list_targets
 from edge_mlp.demo import DEMO_MODELS, EVAL_SUBSET
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.parity import run_parity
 
-TARGETS = ["executorch", "tflite", "onnx", "coreml"]  # Core ML: the MIL interpreter off macOS
+from .conftest import conversion_cache
+
+TARGETS = list_targets()  # Core ML: the MIL interpreter off macOS
 DATA = str(EVAL_SUBSET)
 
 
 @pytest.fixture(scope="session")
 def demo_artifact(tmp_path_factory: pytest.TempPathFactory):
-    cache: dict[tuple[str, str, str], Path] = {}
-    root = tmp_path_factory.mktemp("demo-artifacts")
+    get = conversion_cache(tmp_path_factory, "demo-artifacts")
 
-    def get(model: str, target: str, precision: str) -> Path:
-        key = (model, target, precision)
-        if key not in cache:
-            (result,) = convert(ConvertJob(model=model, target=target, precision=precision, weights="demo",
-                                           calib="demo", calib_size=64, out_dir=str(root)))
-            cache[key] = result.artifact
-        return cache[key]
+    def demo(model: str, target: str, precision: str) -> Path:
+        return get((model, target, precision), lambda out: ConvertJob(
+            model=model, target=target, precision=precision, weights="demo", calib="demo", calib_size=64,
+            out_dir=out)).artifact
 
-    return get
+    return demo
 
 
 # The MIL interpreter runs ~10 ms per image: Core ML fp32 / int8 use the first half of the subset
@@ -135,10 +134,10 @@ ON_MACOS = __import__("platform").system() == "Darwin"
 
 
 @pytest.mark.skipif(ON_MACOS, reason="on macOS Core ML parity uses MLModel.predict")
-def test_coreml_parity_off_macos_names_the_interpreter(parity) -> None:
-    report = parity("mixer_mobile", "coreml", "fp32")
+def test_coreml_parity_off_macos_names_the_interpreter(demo_artifact) -> None:
+    report = run_parity(demo_artifact("mixer_mobile", "coreml", "fp32"), data=DATA, limit=20)
     assert report.runtime.startswith("edge-mlp MIL interpreter") and "needs macOS" in report.runtime
-    assert parity("mixer_mobile", "onnx", "fp32").runtime.startswith("onnxruntime ")
+    assert run_parity(demo_artifact("mixer_mobile", "onnx", "fp32"), data=DATA, limit=20).runtime.startswith("onnxruntime ")
 
 
 @pytest.mark.skipif(not ON_MACOS, reason="Core ML's own predict runs on macOS only; elsewhere the interpreter does")

@@ -11,8 +11,9 @@ import os
 import platform
 import resource
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,9 +41,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def eager_call(model: nn.Module, x: np.ndarray, threads: int, forms: ExportForms) -> Call:
-    """PyTorch eager with the ops in `forms` (the shift lowering of the artifact it is compared to)."""
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's intra-op threads for the timing, restored afterwards: a benchmark must not leave
+    the process changed (conversions after it would compute with other threads, other bits)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def eager_call(model: nn.Module, x: np.ndarray, forms: ExportForms) -> Call:
+    """PyTorch eager with the ops in `forms` (the shift lowering of the artifact it is compared to);
+    its threads are set by `torch_threads`."""
     xt = torch.from_numpy(x)
 
     def call() -> object:
@@ -71,10 +84,9 @@ def time_interleaved(runners: list[Runner], runs: int) -> dict[tuple, Latency]:
     return {key: Latency.from_samples(ms) for key, ms in samples.items()}
 
 
-def gemm_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.0) -> float:
-    """Best fp32 GEMM throughput of PyTorch's CPU BLAS on `threads` threads: the roofline's compute
-    ceiling for this machine, measured where the benchmarks run."""
-    torch.set_num_threads(threads)
+def gemm_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """Best fp32 GEMM throughput of PyTorch's CPU BLAS on its current threads (`torch_threads`):
+    the roofline's compute ceiling for this machine, measured where the benchmarks run."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         torch.mm(a, b)

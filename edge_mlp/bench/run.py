@@ -85,12 +85,12 @@ def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.n
     return _Entry(key, lambda: converter.load(artifact, threads=threads).bind(x), macs, artifact, manifest)
 
 
-def _eager_entry(manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> _Entry:
+def _eager_entry(manifest: Manifest, macs: int, x: np.ndarray) -> _Entry:
     """PyTorch eager fp32 of the artifact's own model config, with its shift lowering."""
     used = manifest.shift_lowering.used
     forms = ExportForms() if used == NO_SHIFT else ExportForms(shift=ShiftLowering(used))
     key = (manifest.model.name, BACKENDS[EAGER], Precision.FP32.value, used)
-    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, threads, forms), macs)
+    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, forms), macs)
 
 
 def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, Manifest]]:
@@ -158,15 +158,16 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         x = _input(manifest)
         entry = _entries_for_artifact(artifact, manifest, macs, x, job.threads)
         entries[entry.key] = entry
-        eager = _eager_entry(manifest, macs, x, job.threads)
+        eager = _eager_entry(manifest, macs, x)
         entries.setdefault(eager.key, eager)
-    progress(f"measuring the fp32 GEMM peak on {job.threads} thread(s)")
-    peak = measure.gemm_peak_gflops(job.threads)
-    progress(f"loading and warming up {len(entries)} backend/precision/lowering combinations")
-    runners = [measure.load_runner(e.key, e.make, job.warmup) for e in entries.values()]
-    progress(f"timing {job.runs} interleaved rounds")
-    latencies = measure.time_interleaved(runners, job.runs)
-    peak_after = measure.gemm_peak_gflops(job.threads)
+    with measure.torch_threads(job.threads):
+        progress(f"measuring the fp32 GEMM peak on {job.threads} thread(s)")
+        peak = measure.gemm_peak_gflops()
+        progress(f"loading and warming up {len(entries)} backend/precision/lowering combinations")
+        runners = [measure.load_runner(e.key, e.make, job.warmup) for e in entries.values()]
+        progress(f"timing {job.runs} interleaved rounds")
+        latencies = measure.time_interleaved(runners, job.runs)
+        peak_after = measure.gemm_peak_gflops()
     rss = {r.key: r.load_rss_mb for r in runners}
     results = [_result(e, latencies[k], rss[k], max(peak, peak_after)) for k, e in entries.items()]
     _add_speedups(results)
