@@ -27,7 +27,7 @@ def xnnpack_recipe(float_modules: Sequence[str] = ()) -> tuple[Any, Callable, st
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     rewrite = chain(mark_float(float_modules) if float_modules else None, float_norms,
-                    slices_share_qparams(quantizer))
+                    slices_share_qparams(quantizer), shift_convs_share_qparams(quantizer))
     return quantizer, rewrite, XNNPACK_NOTE
 
 
@@ -114,6 +114,38 @@ def slices_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
             producer = node.args[0]
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={producer: act_qspec},
+                output_qspec=SharedQuantizationSpec((producer, node)),
+                _annotated=True,
+            )
+
+    return rewrite
+
+
+_CONVS = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
+_SHIFT_KERNELS = ("kernel", "shift_kernel")  # the `conv` lowering's buffers (edge_mlp.ops.shift)
+
+
+def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
+    """A pre-annotation rewrite: the `conv` shift lowering stays exact in int8.
+
+    Its depthwise one-hot kernel quantizes per channel to 127 x (1/127), and with its output
+    sharing the input's int8 params the requantization returns each input code unchanged, as the
+    slice lowering does; an output observer of its own would re-round every value.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    act_qspec = quantizer.global_config.input_activation
+    weight_qspec = quantizer.global_config.weight
+
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for node in graph.graph.nodes:
+            if node.op != "call_function" or node.target not in _CONVS or "quantization_annotation" in node.meta:
+                continue
+            producer, weight = node.args[0], node.args[1]
+            if weight.op != "get_attr" or str(weight.target).rsplit(".", 1)[-1] not in _SHIFT_KERNELS:
+                continue
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={producer: act_qspec, weight: weight_qspec},
                 output_qspec=SharedQuantizationSpec((producer, node)),
                 _annotated=True,
             )

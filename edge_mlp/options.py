@@ -38,6 +38,7 @@ class ShiftLowering(StrEnum):
 
     SLICE = "slice"  # pad + slice + concat
     ROLL = "roll"  # pad + roll + crop
+    CONV = "conv"  # one depthwise conv with a fixed one-hot kernel per channel
     # Benchmark-only: the shift becomes a no-op, so `edge-mlp bench` can measure what it costs.
     # It changes the model's outputs; conversions refuse it unless asked for by the benchmark.
     IDENTITY = "identity"

@@ -16,7 +16,7 @@ from edge_mlp.models import config_from_record
 from edge_mlp.parity import reference_model
 from edge_mlp.preprocess import Preprocessing
 
-from .conftest import TEST_CLASSES, TEST_IMG, TEST_MODELS
+from .conftest import CALIB_SIZE, TEST_CLASSES, TEST_IMG, TEST_MODELS
 
 COREML = [str(p) for p in converters.get_converter("coreml").precisions]
 # Every target x precision the registry declares. Core ML runs on edge-mlp's MIL interpreter off
@@ -128,3 +128,32 @@ def test_explicit_lowering_is_recorded_and_equivalent(converted) -> None:
 def test_mixer_records_that_it_has_no_shift(converted) -> None:
     m = converted("mixer_mobile", "onnx", "fp32").manifest
     assert (m.shift_lowering.requested, m.shift_lowering.used) == ("none", "none")
+
+
+# One AS-MLP stage: a shifted block is all the `conv` lowering checks need, and it converts fast.
+ONE_STAGE = {"depths": (1,), "embed_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def one_stage(tmp_path_factory):
+    from edge_mlp.convert import ConvertJob
+
+    from .conftest import conversion_cache
+
+    get = conversion_cache(tmp_path_factory, "one-stage")
+    return lambda target, lowering: get((target, lowering), lambda out: ConvertJob(
+        model="as_mlp_mobile", target=target, precision="int8", img_size=32, num_classes=TEST_CLASSES,
+        calib="synthetic", calib_size=CALIB_SIZE, shift_lowering=lowering, overrides=ONE_STAGE, out_dir=out))
+
+
+@pytest.mark.parametrize("target", ["executorch", "tflite"])
+def test_conv_lowering_is_exact_in_int8(one_stage, target: str) -> None:
+    """The one-hot depthwise conv returns each int8 code unchanged, as the slices do: both
+    lowerings' int8 artifacts compute the same bits on their real runtimes."""
+    conv, sliced = one_stage(target, "conv"), one_stage(target, "slice")
+    assert conv.manifest.shift_lowering.used == "conv"
+    x, _ = _reference(conv.manifest)
+    assert np.array_equal(_run(target, conv.artifact, x), _run(target, sliced.artifact, x))
+    if target == "executorch":
+        assert conv.manifest.coverage["delegated_subgraphs"] == 1
+        assert conv.manifest.coverage["non_delegated_compute_ops"] == {}

@@ -84,19 +84,18 @@ def test_every_model_runs_in_eval_at_small_size(name: str) -> None:
 
 
 @pytest.mark.parametrize("name,size", [("as_mlp_mobile", 64), ("cycle_mlp_mobile", 48)])
-def test_slice_and_roll_lowerings_give_identical_models(name: str, size: int) -> None:
+def test_exact_lowerings_give_identical_models(name: str, size: int) -> None:
     torch.manual_seed(0)
     model = edge_mlp.create_model(name, img_size=size, num_classes=10).eval()
     x = torch.randn(2, 3, size, size)
+    outputs = {}
     with torch.inference_mode():
-        with using_forms(ExportForms(shift=ShiftLowering.SLICE)):
-            sliced = model(x)
-        with using_forms(ExportForms(shift=ShiftLowering.ROLL)):
-            rolled = model(x)
-        with using_forms(ExportForms(shift=ShiftLowering.IDENTITY)):
-            removed = model(x)
-    assert torch.equal(sliced, rolled)
-    assert not torch.equal(sliced, removed)  # the forms really reach the shift
+        for lowering in ShiftLowering:
+            with using_forms(ExportForms(shift=lowering)):
+                outputs[lowering] = model(x)
+    for lowering in ShiftLowering.exact():
+        assert torch.equal(outputs[ShiftLowering.SLICE], outputs[lowering]), lowering
+    assert not torch.equal(outputs[ShiftLowering.SLICE], outputs[ShiftLowering.IDENTITY])  # forms reach the shift
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (33, 47), (72, 56), (100, 20)])

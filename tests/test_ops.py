@@ -108,3 +108,54 @@ def test_cycle_fc_accepts_checkpoint_without_offset_and_refuses_foreign_offsets(
     bad = dict(src.state_dict(), offset=torch.zeros(1, 12, 1, 1))
     with pytest.raises(RuntimeError, match="offsets differ"):
         dst.load_state_dict(bad, strict=True)
+
+
+class _CycleShift(torch.nn.Module):
+    """CycleFC's shift alone, channels-last as CycleMLP blocks run it."""
+
+    def __init__(self, fc: CycleFC) -> None:
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc.shift(x, 3, self.fc.shift_axis - 1)
+
+
+# The ops each lowering exports to, at least (aten op names in the exported graph).
+_LOWERED_TO = {"slice": {"narrow", "cat"}, "roll": {"roll"}, "conv": {"conv2d"}}
+
+
+def _graph_ops(program: torch.export.ExportedProgram) -> set[str]:
+    return {str(n.target).split(".")[1] for n in program.graph.nodes if n.op == "call_function"}
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_exported_shifts_stay_exact(lowering: str) -> None:
+    """What a target exports (the forms as traced) equals the official shift bit for bit."""
+    from edge_mlp.models.as_mlp import Shift
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 11, 7, 9)  # 11 channels: groups of ceil(11/5) = 3 (a short last one)
+    fc = CycleFC(10, 6, (3, 1))
+    x_nhwc = torch.randn(2, 5, 6, 10)  # 10 channels: not a multiple of the period 3
+    with using_forms(ExportForms(shift=ShiftLowering(lowering))):
+        shifts = {dim: torch.export.export(Shift(5, dim, 11), (x,)) for dim in (2, 3)}
+        cycle = torch.export.export(_CycleShift(fc), (x_nhwc,))
+    for dim, program in shifts.items():
+        assert _LOWERED_TO[lowering] <= _graph_ops(program), _graph_ops(program)
+        assert torch.equal(program.module()(x), torch.from_numpy(axial_shift_reference(x.numpy(), 5, dim)))
+    assert _LOWERED_TO[lowering] <= _graph_ops(cycle)
+    expected = deform_sample_reference(x_nhwc.permute(0, 3, 1, 2).numpy(), fc.offset.numpy())
+    assert torch.equal(cycle.module()(x_nhwc), torch.from_numpy(expected).permute(0, 2, 3, 1))
+
+
+def test_conv_lowering_is_one_depthwise_conv_per_shift() -> None:
+    from edge_mlp.models.as_mlp import Shift
+
+    x = torch.randn(1, 8, 6, 6)
+    with using_forms(ExportForms(shift=ShiftLowering.CONV)):
+        program = torch.export.export(Shift(5, 3, 8), (x,))
+    convs = [n for n in program.graph.nodes if n.op == "call_function" and "conv" in str(n.target)]
+    assert len(convs) == 1 and not {"narrow", "slice", "cat", "roll", "pad"} & _graph_ops(program)
+    assert Shift(5, 3, 8).kernel.sum(-1).eq(1).all()  # one 1 per channel
+    assert "kernel" not in Shift(5, 3, 8).state_dict()  # official checkpoints load unchanged

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..ops.export_forms import GroupNorm1, exporting
-from ..ops.shift import axial_shift
+from ..ops.shift import axial_shift, axial_shift_groups, one_hot_kernel
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
 
@@ -40,15 +40,18 @@ class Mlp(nn.Module):
 class Shift(nn.Module):
     """Parameter-free wrapper so the shift shows up as a module (as in the official model)."""
 
-    def __init__(self, shift_size: int, dim: int) -> None:
+    def __init__(self, shift_size: int, dim: int, channels: int) -> None:
         super().__init__()
         if shift_size < 1 or shift_size % 2 == 0:
             raise ValueError(f"shift_size must be a positive odd integer, got {shift_size}")
         self.shift_size = shift_size
         self.dim = dim
+        # The `conv` lowering's depthwise weight; not in the state dict (official checkpoints load).
+        kernel = one_hot_kernel(axial_shift_groups(channels, shift_size))
+        self.register_buffer("kernel", kernel, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return axial_shift(x, self.shift_size, self.dim)  # lowered as the export forms say
+        return axial_shift(x, self.shift_size, self.dim, kernel=self.kernel)  # lowered as the export forms say
 
     def extra_repr(self) -> str:
         return f"shift_size={self.shift_size}, dim={self.dim}"
@@ -66,8 +69,8 @@ class AxialShift(nn.Module):
         self.actn = nn.GELU()
         self.norm1 = MyNorm(dim)
         self.norm2 = MyNorm(dim)
-        self.shift_dim2 = Shift(shift_size, 2)
-        self.shift_dim3 = Shift(shift_size, 3)
+        self.shift_dim2 = Shift(shift_size, 2, dim)
+        self.shift_dim3 = Shift(shift_size, 3, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.actn(self.norm1(self.conv1(x)))

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from .shift import periodic_channel_shift
+from .shift import one_hot_kernel, periodic_channel_shift, periodic_groups
 
 
 def cycle_shifts(channels: int, kernel_length: int) -> list[int]:
@@ -73,6 +73,9 @@ class CycleFC(nn.Module):
         # The shift of channel c depends on c mod k only (the official cycle pattern).
         k = max(kernel_size)
         self._residue_shifts = cycle_shifts(k, k)
+        # The `conv` lowering's depthwise weight; not in the state dict (official checkpoints load).
+        kernel = one_hot_kernel(periodic_groups(in_channels, self._residue_shifts))
+        self.register_buffer("shift_kernel", kernel, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -83,7 +86,7 @@ class CycleFC(nn.Module):
 
     def shift(self, x: torch.Tensor, channel_dim: int, axis: int) -> torch.Tensor:
         """Apply the per-channel cycle shift of the input (before the projection)."""
-        return periodic_channel_shift(x, self._residue_shifts, axis, channel_dim)
+        return periodic_channel_shift(x, self._residue_shifts, axis, channel_dim, kernel=self.shift_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW in, NCHW out, as the official module."""

@@ -1,10 +1,13 @@
-"""Spatial channel shifts lowered to pad/slice/cat or pad/roll/crop.
+"""Spatial channel shifts lowered to pad/slice/cat, pad/roll/crop, or one depthwise convolution.
 
 AS-MLP's official shift is a CuPy CUDA kernel and CycleMLP's CycleFC is `deform_conv2d` with constant
 integer offsets. Both only *move* each channel by a whole number of pixels along one axis and fill
 zeros where the source falls outside the image. Expressing that with pad + slice (or pad + roll)
 keeps the result bit-identical while using ops every mobile backend (XNNPACK, Core ML, TFLite,
-ONNX) supports.
+ONNX) supports. The `conv` lowering is one depthwise convolution whose per-channel 1xk (or kx1)
+kernel holds a single 1 at that channel's offset, zero padding giving the zero fill: the delegates
+run it as one op. For finite inputs it is exact too (x * 1 + 0 + ... + 0 == x; only the sign of a
+-0.0 input may become +0.0).
 
 Convention (the official kernel's): a channel with shift ``s`` along axis ``dim`` gives
 ``out[..., i, ...] = x[..., i + s, ...]`` and zero where ``i + s`` is outside ``[0, size)``.
@@ -43,6 +46,35 @@ def axial_shift_groups(channels: int, shift_size: int) -> list[ChannelGroup]:
     ]
 
 
+def one_hot_kernel(groups: Sequence[ChannelGroup]) -> torch.Tensor:
+    """(C, 1, 2p + 1) depthwise kernel of the `conv` lowering: channel c's single 1 at tap s + p,
+    p the largest |shift|; cross-correlation then reads x[i + s]."""
+    channels = max((end for _, end, _ in groups), default=0)
+    pad = max((abs(s) for _, _, s in groups), default=0)
+    kernel = torch.zeros(channels, 1, 2 * pad + 1)
+    for start, end, s in groups:
+        kernel[start:end, 0, s + pad] = 1.0
+    return kernel
+
+
+def _conv_shift(x: torch.Tensor, kernel: torch.Tensor, dim: int, channel_dim: int) -> torch.Tensor:
+    """The shift as one depthwise conv2d over a 4-D tensor (moved to NCHW and back if need be)."""
+    if x.ndim != 4:
+        raise ValueError(f"the conv shift lowering takes 4-D tensors, got shape {tuple(x.shape)}")
+    order = [0, channel_dim] + [d for d in range(1, 4) if d != channel_dim]
+    nchw = x.permute(order) if order != [0, 1, 2, 3] else x
+    axis = order.index(dim)  # 2 (H) or 3 (W) in NCHW
+    channels, _, taps = kernel.shape
+    pad = taps // 2
+    weight = kernel.to(x.dtype).reshape(channels, 1, taps, 1) if axis == 2 else \
+        kernel.to(x.dtype).reshape(channels, 1, 1, taps)
+    y = F.conv2d(nchw, weight, padding=(pad, 0) if axis == 2 else (0, pad), groups=channels)
+    if order == [0, 1, 2, 3]:
+        return y
+    inverse = [order.index(d) for d in range(4)]
+    return y.permute(inverse)
+
+
 def _pad_axis(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
     # F.pad lists (before, after) pairs from the last axis backwards.
     spec = [0, 0] * (x.ndim - dim - 1) + [pad, pad]
@@ -55,10 +87,13 @@ def shift_channel_groups(
     dim: int,
     channel_dim: int = 1,
     lowering: ShiftLowering | None = None,
+    kernel: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Move each contiguous channel group by its own shift along `dim`, zero-filling.
 
-    `lowering` None: the one of the current export forms (`edge_mlp.options.using_forms`)."""
+    `lowering` None: the one of the current export forms (`edge_mlp.options.using_forms`).
+    `kernel`: the groups' `one_hot_kernel`, precomputed by a module that owns it (a buffer exports
+    as a constant weight, which the int8 quantizers need); made here when not given."""
     if lowering is None:
         lowering = current_forms().shift
     elif lowering not in ShiftLowering.__members__.values():
@@ -71,6 +106,8 @@ def shift_channel_groups(
     pad = max((abs(s) for _, _, s in groups), default=0)
     if pad == 0 or lowering is ShiftLowering.IDENTITY:
         return x
+    if lowering is ShiftLowering.CONV:
+        return _conv_shift(x, kernel if kernel is not None else one_hot_kernel(groups), dim, channel_dim)
     length = x.shape[dim]
     padded = _pad_axis(x, dim, pad)
     if lowering is ShiftLowering.SLICE:
@@ -87,9 +124,15 @@ def shift_channel_groups(
     return torch.cat(parts, channel_dim).narrow(dim, pad, length)
 
 
+def periodic_groups(channels: int, residue_shifts: Sequence[int]) -> list[ChannelGroup]:
+    """One group per channel: channel c moves by `residue_shifts[c % k]`."""
+    k = len(residue_shifts)
+    return [(c, c + 1, residue_shifts[c % k]) for c in range(channels)]
+
+
 def periodic_channel_shift(
     x: torch.Tensor, residue_shifts: Sequence[int], dim: int, channel_dim: int,
-    lowering: ShiftLowering | None = None,
+    lowering: ShiftLowering | None = None, kernel: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Shift channel c by `residue_shifts[c % k]` along `dim`, zero-filling.
 
@@ -102,6 +145,11 @@ def periodic_channel_shift(
     k = len(residue_shifts)
     dim, channel_dim = dim % x.ndim, channel_dim % x.ndim
     channels = x.shape[channel_dim]
+    if (lowering or current_forms().shift) is ShiftLowering.CONV:  # one depthwise conv, any period
+        if kernel is None:
+            kernel = one_hot_kernel(periodic_groups(channels, residue_shifts))
+        return shift_channel_groups(x, periodic_groups(channels, residue_shifts), dim, channel_dim,
+                                    ShiftLowering.CONV, kernel)
     whole = channels - channels % k
     parts = []
     if whole:
@@ -119,11 +167,12 @@ def periodic_channel_shift(
 
 
 def axial_shift(
-    x: torch.Tensor, shift_size: int, dim: int, lowering: ShiftLowering | None = None
+    x: torch.Tensor, shift_size: int, dim: int, lowering: ShiftLowering | None = None,
+    kernel: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The official AS-MLP shift of an NCHW tensor along H (dim=2) or W (dim=3)."""
     if x.ndim != 4:
         raise ValueError(f"axial_shift expects an NCHW tensor, got shape {tuple(x.shape)}")
     if dim not in (2, 3, -1, -2):
         raise ValueError(f"axial_shift shifts along H (2) or W (3), got dim={dim}")
-    return shift_channel_groups(x, axial_shift_groups(x.shape[1], shift_size), dim, 1, lowering)
+    return shift_channel_groups(x, axial_shift_groups(x.shape[1], shift_size), dim, 1, lowering, kernel)
