@@ -17,6 +17,14 @@ _NOISE: dict[str, tuple[str, ...]] = {
     # by torch.compile ... Calling register_constant() on Enum subclasses is deprecated" when
     # torchao registers its enums: a deprecation for torchao's maintainers, not our users.
     "torch.utils._pytree": ("register_constant() on Enum subclasses is deprecated",),
+    # coremltools 9.0 logs "Failed to load _MLModelProxy: No module named
+    # 'coremltools.libcoremlpython'" (and five more proxies) off macOS, where Core ML cannot run:
+    # we say so ourselves where it matters (parity names the MIL interpreter).
+    # It also logs "Torch version 2.13.0+cpu has not been tested with coremltools" and
+    # "scikit-learn version ... is not supported ... Disabling scikit-learn conversion API": our
+    # pinned set is verified (../shared/TOOLCHAIN.md) and we use no scikit-learn conversion.
+    "coremltools": ("No module named 'coremltools.libcoremlpython'", "has not been tested with coremltools",
+                    "Disabling scikit-learn conversion API"),
 }
 
 

@@ -187,3 +187,17 @@ def test_recorded_zoo_stats_are_current() -> None:
     from edge_mlp.stats import ZOO_STATS, zoo_stats_table
 
     assert json.loads(ZOO_STATS.read_text()) == json.loads(json.dumps(zoo_stats_table()))
+
+
+def test_known_noise_is_filtered_and_real_warnings_still_show(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import edge_mlp  # noqa: F401  (installs the filters)
+
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torchao").warning("Failed to load /x/torchao/_C_mxfp8.so: Could not load this library")
+        logging.getLogger("coremltools").warning(
+            "Failed to load _MLModelProxy: No module named 'coremltools.libcoremlpython'")
+        logging.getLogger("torchao").warning("a real torchao warning")
+        logging.getLogger("coremltools").warning("a real coremltools warning")
+    assert [r.getMessage() for r in caplog.records] == ["a real torchao warning", "a real coremltools warning"]
