@@ -195,9 +195,10 @@ class TFLiteConverter(Converter):
     suffix = ".tflite"
     precisions = (Precision.FP32, Precision.INT8)
     default_precision = Precision.INT8
-    preferred_lowering = ShiftLowering.ROLL
+    preferred_lowering = ShiftLowering.CONV
     lowering_reason = (
-        "roll: fewer layout ops in the .tflite (probe: 12 vs 22 TRANSPOSE for the slice form)"
+        "conv: one delegated depthwise conv per shift, 106 vs 142 TRANSPOSE; as_mlp_mobile int8 at 224, 2 threads, "
+        "one bench run (benchmarks/results/shift_ablation_int8.json): 14.6 ms vs roll 17.4, slice 18.5"
     )
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
     host_runtime_package = "ai-edge-litert"
