@@ -146,10 +146,9 @@ def periodic_channel_shift(
     dim, channel_dim = dim % x.ndim, channel_dim % x.ndim
     channels = x.shape[channel_dim]
     if (lowering or current_forms().shift) is ShiftLowering.CONV:  # one depthwise conv, any period
-        if kernel is None:
-            kernel = one_hot_kernel(periodic_groups(channels, residue_shifts))
-        return shift_channel_groups(x, periodic_groups(channels, residue_shifts), dim, channel_dim,
-                                    ShiftLowering.CONV, kernel)
+        groups = periodic_groups(channels, residue_shifts)
+        return shift_channel_groups(x, groups, dim, channel_dim, ShiftLowering.CONV,
+                                    kernel if kernel is not None else one_hot_kernel(groups))
     whole = channels - channels % k
     parts = []
     if whole:
