@@ -6,7 +6,7 @@ STAMP := $(VENV)/.edge-mlp-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 EVAL_SUBSET := edge_mlp/assets/fashion_mnist_eval2000.npz
 
-.PHONY: setup data demo test app-vectors zoo-stats clean
+.PHONY: setup data demo test app-vectors zoo-stats shift-choice clean
 
 setup: $(STAMP) data
 
@@ -39,6 +39,10 @@ app-vectors: $(STAMP)
 # Rewrites the registered variants' params/MACs that `edge-mlp list` reads (tests check they are current).
 zoo-stats: $(STAMP)
 	$(PY) -m edge_mlp.stats
+
+# Rewrites what `--shift-lowering auto` picks from the committed bench ablation results (tests check it is current).
+shift-choice: $(STAMP)
+	$(PY) -m edge_mlp.shift_choice
 
 # The main job on the shipped default: the demo as_mlp_mobile to every target, parity of the
 # ExecuTorch int8 artifact against PyTorch on the committed evaluation subset, then the artifacts

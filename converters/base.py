@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 from edge_mlp.errors import EdgeMlpError
-from edge_mlp.options import ExportForms, Precision, ShiftLowering
+from edge_mlp.options import ExportForms, NormForm, Precision, ShiftLowering
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from edge_mlp.manifest import QuantizationInfo, TensorSpec
-    from edge_mlp.timing import Latency
+    from edge_mlp.timing import Latency, OpProfile
 
 StageTimer = Callable[[str], AbstractContextManager[Any]]
 
@@ -84,10 +84,11 @@ class Converter(ABC):
     suffix: ClassVar[str]
     precisions: ClassVar[tuple[Precision, ...]]
     default_precision: ClassVar[Precision]
-    # What `--shift-lowering auto` uses for this target, and the measurement behind the choice.
+    # What `--shift-lowering auto` uses where no committed ablation run measured this target,
+    # precision and family (edge_mlp.shift_choice), and why.
     preferred_lowering: ClassVar[ShiftLowering]
     lowering_reason: ClassVar[str]
-    delegate_norms: ClassVar[bool] = False  # export norms/means in the XNNPACK delegate's forms
+    norm_form: ClassVar[NormForm] = NormForm.STOCK  # how norms / means / space-to-depth export
     runtime_packages: ClassVar[tuple[str, ...]]
     host_runtime_package: ClassVar[str]  # what `load` runs artifacts on here, named in reports
     load_options: ClassVar[tuple[str, ...]] = ()  # keyword options `load` understands
@@ -100,7 +101,7 @@ class Converter(ABC):
 
     def export_forms(self, lowering: ShiftLowering) -> ExportForms:
         """The op forms this target's artifacts are exported with."""
-        return ExportForms(shift=lowering, delegate_norms=self.delegate_norms)
+        return ExportForms(shift=lowering, norms=self.norm_form)
 
     @abstractmethod
     def convert(self, request: ConversionRequest) -> ConversionOutput:
@@ -138,6 +139,11 @@ class Converter(ABC):
                       runs: int) -> tuple[Latency, float | None]:
         """(latency, memory MB or None) from `device_runner` on a phone; targets with one override it."""
         raise EdgeMlpError(f"{self.target} artifacts have no on-device benchmark runner")
+
+    def profile(self, artifact: Path, x: np.ndarray, threads: int, runs: int) -> OpProfile:
+        """Per-op times of `runs` inferences on the host runtime's own profiler (`bench --profile`);
+        targets with one override it."""
+        raise EdgeMlpError(f"{self.target} artifacts have no host profiler")
 
     def host_runtime(self, **options: Any) -> str:
         """The runtime `load` uses on this machine, with its version, for reports."""

@@ -7,19 +7,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge_mlp.errors import EdgeMlpError
-from edge_mlp.options import Precision, ShiftLowering
+from edge_mlp.options import NormForm, Precision, ShiftLowering
 
 from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, float_spec, register
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from edge_mlp.timing import Latency
+    from edge_mlp.timing import Latency, OpProfile
 
 # Graph bookkeeping nodes that are neither compute nor a delegation failure.
 _BOOKKEEPING = {"getitem", "executorch_call_delegate", "output", "placeholder"}
 # executor_runner reports one mean per process: p10/p90 come from repeating it.
 EXECUTOR_RUNNER_REPEATS = 5
+# ETDump events that contain others (or precede execution) rather than being ops.
+_CONTAINER_EVENTS = {"Method::execute", "DELEGATE_CALL", "OPERATOR_CALL", "Method::init", "Program::load_method"}
 _EXECUTED = re.compile(r"Model executed successfully (?P<count>\d+) time\(s\) in (?P<ms>[\d.]+) ms")
 
 
@@ -68,12 +70,9 @@ class ExecuTorchConverter(Converter):
     precisions = (Precision.FP32, Precision.INT8)
     default_precision = Precision.INT8
     preferred_lowering = ShiftLowering.CONV
-    lowering_reason = (
-        "conv: one delegated depthwise conv per shift; as_mlp_mobile int8 at 224, 2 threads, one bench run "
-        "(benchmarks/results/shift_ablation_int8.json): 24.8 ms vs slice 26.4, roll 31.5; shift share 5.8 %"
-    )
+    lowering_reason = "conv: the delegate runs each shift as one depthwise conv"
     # Norms, means and space-to-depth in forms XNNPACK takes whole (edge_mlp.ops.export_forms).
-    delegate_norms = True
+    norm_form = NormForm.XNNPACK
     runtime_packages = ("executorch", "torch", "torchao")
     host_runtime_package = "executorch"
     bench_backend = "executorch-xnnpack"
@@ -141,6 +140,49 @@ class ExecuTorchConverter(Converter):
 
     def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
         return _Program(artifact, threads)
+
+    def profile(self, artifact: Path, x: np.ndarray, threads: int, runs: int) -> OpProfile:
+        """ETDump of `runs` executions read with the devtools Inspector. Inside the XNNPACK delegate
+        ETDump records each XNNPACK kernel (e.g. "Fully Connected (NC, F32) GEMM"), not the aten
+        ops it came from, so rows are kernels; ops left outside the delegate appear as
+        "native_call_<op>" rows. No ETRecord is needed for these rows."""
+        import tempfile
+        import warnings
+
+        import torch
+        from executorch.devtools import Inspector
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        from edge_mlp.timing import OpProfile
+
+        portable_lib._unsafe_reset_threadpool(threads)
+        program = Runtime.get().load_program(str(artifact), enable_etdump=True, debug_buffer_size=0)
+        method = program.load_method("forward")
+        inputs = [torch.from_numpy(x)]
+        method.execute(inputs)  # warm-up: recorded too, dropped below
+        for _ in range(runs):
+            method.execute(inputs)
+        with tempfile.TemporaryDirectory(prefix="edge-mlp-etdump-") as tmp:
+            etdump = Path(tmp) / "run.etdp"
+            program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Output Buffer not found": no debug buffer asked for
+                inspector = Inspector(etdump_path=str(etdump))
+        per_run: list[list[tuple[str, float]]] = [[] for _ in range(runs)]
+        totals: list[float] = []
+        for block in inspector.event_blocks:
+            for event in block.events:
+                raw = list(event.perf_data.raw)[-runs:] if event.perf_data is not None else []
+                if event.name == "Method::execute":
+                    totals = raw
+                if event.name in _CONTAINER_EVENTS or len(raw) != runs:
+                    continue
+                name = re.sub(r" #\d+$", "", event.name)
+                for i, ms in enumerate(raw):
+                    per_run[i].append((name, ms))
+        return OpProfile.from_runs("ETDump + devtools Inspector: XNNPACK kernels inside the delegate",
+                                   per_run, totals)
 
     def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
                       runs: int) -> tuple[Latency, float | None]:

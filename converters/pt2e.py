@@ -122,15 +122,28 @@ def slices_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
 
 
 _CONVS = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
-_SHIFT_KERNELS = ("kernel", "shift_kernel")  # the `conv` lowering's buffers (edge_mlp.ops.shift)
+# The one-hot kernels' buffers: the `conv` shift lowering's (edge_mlp.ops.shift) and the
+# channels-last space-to-depth's (edge_mlp.ops.export_forms).
+_ONE_HOT_KERNELS = ("kernel", "shift_kernel", "space_to_depth_kernel")
+# What the models do to such a buffer on its way to the conv (dtype, shape, which kernel).
+_KERNEL_VIEWS = (torch.ops.aten.to.dtype, torch.ops.aten._to_copy.default, torch.ops.aten.reshape.default,
+                 torch.ops.aten.view.default, torch.ops.aten.select.int)
+
+
+def _one_hot_kernel(weight: torch.fx.Node) -> bool:
+    node = weight
+    while node.op == "call_function" and node.target in _KERNEL_VIEWS:
+        node = node.args[0]
+    return node.op == "get_attr" and str(node.target).rsplit(".", 1)[-1] in _ONE_HOT_KERNELS
 
 
 def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
-    """A pre-annotation rewrite: the `conv` shift lowering stays exact in int8.
+    """A pre-annotation rewrite: the one-hot convs (the `conv` shift lowering, the channels-last
+    space-to-depth) stay exact in int8.
 
-    Its depthwise one-hot kernel quantizes per channel to 127 x (1/127), and with its output
-    sharing the input's int8 params the requantization returns each input code unchanged, as the
-    slice lowering does; an output observer of its own would re-round every value.
+    Their depthwise one-hot kernel quantizes per channel to 127 x (1/127), and with the output
+    sharing the input's int8 params the requantization returns each input code unchanged, as
+    slicing does; an output observer of its own would re-round every value.
     """
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
@@ -142,7 +155,7 @@ def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule]
             if node.op != "call_function" or node.target not in _CONVS or "quantization_annotation" in node.meta:
                 continue
             producer, weight = node.args[0], node.args[1]
-            if weight.op != "get_attr" or str(weight.target).rsplit(".", 1)[-1] not in _SHIFT_KERNELS:
+            if not _one_hot_kernel(weight):
                 continue
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={producer: act_qspec, weight: weight_qspec},

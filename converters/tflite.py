@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from edge_mlp.errors import EdgeMlpError
-from edge_mlp.options import Precision, ShiftLowering
+from edge_mlp.options import NormForm, Precision, ShiftLowering
 
 from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, op_histogram, register
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from edge_mlp.manifest import TensorSpec
-    from edge_mlp.timing import Latency
+    from edge_mlp.timing import Latency, OpProfile
 
 _STAT_LINE = re.compile(r"count=(?P<count>\d+) first=\S+ curr=\S+ min=(?P<min>[\d.e+]+) max=(?P<max>[\d.e+]+) "
                         r"avg=(?P<avg>[\d.e+]+) std=(?P<std>[\d.e+]+)"
@@ -113,6 +113,24 @@ def _clear_errors(request: ConversionRequest) -> Iterator[None]:
         raise EdgeMlpError(f"TFLite conversion of {name} failed: {first}{hint}") from None
 
 
+@contextmanager
+def _greedy_layout_partitioner() -> Iterator[None]:
+    """litert-torch picks NCHW or NHWC per node; its default min-cut partitioner left 4 interior
+    TRANSPOSEs in a two-stage int8 AS-MLP that its greedy one avoids (both leave 1, the input's,
+    in the full mobile models). It reads an environment variable: set it for this conversion only."""
+    import os
+
+    key, before = "LAYOUT_OPTIMIZE_PARTITIONER", os.environ.get("LAYOUT_OPTIMIZE_PARTITIONER")
+    os.environ[key] = "GREEDY"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def _executed_ops(it) -> list[str]:
     """Op names the delegated interpreter actually runs.
 
@@ -196,10 +214,8 @@ class TFLiteConverter(Converter):
     precisions = (Precision.FP32, Precision.INT8)
     default_precision = Precision.INT8
     preferred_lowering = ShiftLowering.CONV
-    lowering_reason = (
-        "conv: one delegated depthwise conv per shift, 106 vs 142 TRANSPOSE; as_mlp_mobile int8 at 224, 2 threads, "
-        "one bench run (benchmarks/results/shift_ablation_int8.json): 14.6 ms vs roll 17.4, slice 18.5"
-    )
+    lowering_reason = "conv: the delegate runs each shift as one depthwise conv, channels-last like its neighbours"
+    norm_form = NormForm.CHANNELS_LAST
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
     host_runtime_package = "ai-edge-litert"
     bench_backend = "litert-xnnpack"
@@ -232,10 +248,10 @@ class TFLiteConverter(Converter):
             from .pt2e import quantize_request
 
             graph, quantizer, quantization = quantize_request(self, request, fold_quantize=False)
-            with request.stage("lower"), _clear_errors(request):
+            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner():
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
-            with request.stage("lower"), _clear_errors(request):
+            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner():
                 edge_model = litert_torch.convert(model, (x,))
         path = request.work_dir / f"{request.stem}{self.suffix}"
         with request.stage("save"):
@@ -269,6 +285,18 @@ class TFLiteConverter(Converter):
 
     def load(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
         return _Interpreter(artifact, threads)
+
+    def profile(self, artifact: Path, x: np.ndarray, threads: int, runs: int) -> OpProfile:
+        """LiteRT's op profiler (edge_mlp.converters.litert_profiler): XNNPACK kernels inside the
+        delegate, builtin ops outside it."""
+        from edge_mlp.timing import OpProfile
+
+        from .litert_profiler import profile_runs
+
+        data = input_tensor(x, _interpreter(artifact, delegates=False).get_input_details()[0])
+        per_run, totals = profile_runs(artifact, data, threads, runs)
+        return OpProfile.from_runs("LiteRT profiler (C API): XNNPACK kernels in the delegate, builtin ops outside",
+                                   per_run, totals)
 
     def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
                       runs: int) -> tuple[Latency, float | None]:

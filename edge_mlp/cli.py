@@ -202,7 +202,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchJob, run_bench, validate
-    from .bench.output import markdown_table, plot, shift_markdown, write_csv, write_json
+    from .bench.output import markdown_table, plot, profile_markdown, shift_markdown, write_csv, write_json
 
     console = _console()
     if args.device != "host":
@@ -215,6 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             sources=args.sources, targets=tuple(args.targets), precisions=tuple(args.precisions),
             img_size=args.img_size, weights=args.weights, threads=args.threads, warmup=args.warmup,
             runs=args.runs, shift_ablation=args.shift_ablation, keep_artifacts=args.keep_artifacts,
+            profile=args.profile,
         )
         with console.status("benchmarking...") as status, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -225,6 +226,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(markdown_table(data), highlight=False)
     if data.get("shift_costs"):
         console.print(shift_markdown(data), highlight=False)
+    if any(r.get("profile") for r in data["results"]):
+        console.print(profile_markdown(data), highlight=False)
     machine = data["machine"]
     console.print(f"{machine['description']}, {machine['threads']} threads; fp32 GEMM peak "
                   f"{machine.get('gemm_peak_gflops')} GFLOP/s", highlight=False)
@@ -374,7 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--shift-ablation", action="store_true",
-                   help="also time the slice, roll and identity (shift removed) lowerings: what the shift costs")
+                   help="also time the slice, roll, conv and identity (shift removed) lowerings: what the shift costs")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, a per-op table of each artifact from its runtime's own profiler "
+                        "(ExecuTorch ETDump, LiteRT, ONNX Runtime); top ops printed, all in --json")
     p.add_argument("--keep-artifacts", metavar="DIR", help="keep the converted artifacts here")
     p.add_argument("--json", help="write the report (schema: edge_mlp/bench/schema.py)")
     p.add_argument("--csv", help="write one row per result")

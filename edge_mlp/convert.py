@@ -30,6 +30,7 @@ from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringIn
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
 from .options import AUTO, NO_SHIFT, ExportForms, Precision, ShiftLowering, parse_lowering, using_forms
 from .preprocess import Preprocessing
+from .shift_choice import Choice, measured_choice
 from .stats import config_stats
 from .weights import check_fit, read_state_dict
 
@@ -95,7 +96,7 @@ def plan(job: ConvertJob) -> Plan:
     for conv in targets:
         precision = job.precision or conv.default_precision
         conv.check_precision(precision)
-        steps.append(_step(conv, precision, job.shift_lowering, spec.has_shift))
+        steps.append(_step(conv, precision, job.shift_lowering, spec.family if spec.has_shift else None))
     overrides = {**job.overrides, **size_overrides(job.img_size, job.num_classes)}
     if job.weights == DEMO_WEIGHTS:
         if overrides:
@@ -120,12 +121,21 @@ def plan(job: ConvertJob) -> Plan:
     return Plan(steps, config)
 
 
-def _step(conv: Converter, precision: Precision, requested: ShiftLowering | None, has_shift: bool) -> Step:
-    if not has_shift:
+def auto_lowering(conv: Converter, precision: Precision, family: str) -> Choice:
+    """What `--shift-lowering auto` uses: the committed measurement, else the target's declared default."""
+    measured = measured_choice(conv.target, precision, family)
+    if measured is not None:
+        return measured
+    return Choice(conv.preferred_lowering, f"{conv.lowering_reason} [not measured for {conv.target} {precision}]")
+
+
+def _step(conv: Converter, precision: Precision, requested: ShiftLowering | None, shift_family: str | None) -> Step:
+    """`shift_family`: the model's family when it has a shift op, else None."""
+    if shift_family is None:
         info = ShiftLoweringInfo(NO_SHIFT, NO_SHIFT, "this family has no shift op")
         return Step(conv, precision, info, conv.export_forms(ShiftLowering.SLICE))
     if requested is None:
-        lowering, reason = conv.preferred_lowering, conv.lowering_reason
+        lowering, reason = auto_lowering(conv, precision, shift_family).as_tuple()
     elif requested is ShiftLowering.IDENTITY:
         lowering, reason = requested, "benchmark-only ablation: the shift is removed, outputs differ from the model's"
     else:

@@ -67,6 +67,18 @@ def parse_lowering(value: str | ShiftLowering | None, allow_ablation: bool = Fal
     return lowering
 
 
+class NormForm(StrEnum):
+    """How norms, means and space-to-depth are spelled while a target exports (edge_mlp.ops.export_forms)."""
+
+    STOCK = "stock"  # PyTorch's own kernels: what eager runs, bit-identical to the official models
+    # 4-D means over the two innermost axes, reshapes and permutes: what the XNNPACK delegate of
+    # ExecuTorch 1.5 runs whole (no layer_norm / group_norm kernel, 4-D means only over H, W).
+    XNNPACK = "xnnpack"
+    # Only 4-D elementwise ops and means, no reshapes, and space-to-depth as a one-hot strided conv:
+    # litert-torch's layout pass can then run the whole graph channels-last (no TRANSPOSE).
+    CHANNELS_LAST = "channels_last"
+
+
 @dataclass(frozen=True)
 class ExportForms:
     """The form each op takes while a model runs or exports. The target picks it
@@ -74,9 +86,9 @@ class ExportForms:
     through constructors. Every form is exact in eager PyTorch up to float rounding."""
 
     shift: ShiftLowering = ShiftLowering.SLICE
-    # Norms, means and space-to-depth as primitives the XNNPACK delegate runs whole; only while
-    # torch.export traces (edge_mlp.ops.export_forms).
-    delegate_norms: bool = False
+    # Norms, means and space-to-depth in the primitives the target's delegate runs whole; only
+    # while torch.export traces (edge_mlp.ops.export_forms).
+    norms: NormForm = NormForm.STOCK
 
 
 _FORMS: contextvars.ContextVar[ExportForms] = contextvars.ContextVar("edge_mlp_export_forms", default=ExportForms())

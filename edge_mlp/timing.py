@@ -26,3 +26,44 @@ class Latency:
         deciles = statistics.quantiles(ordered, n=10, method="inclusive") if len(ordered) > 1 else ordered * 9
         return cls(median_ms=statistics.median(ordered), p10_ms=deciles[0], p90_ms=deciles[-1],
                    mean_ms=statistics.fmean(ordered), min_ms=ordered[0], runs=runs or len(ordered))
+
+
+@dataclass
+class OpTime:
+    """One row of a per-op profile: the time per inference spent in ops (or kernels) of one name."""
+
+    op: str
+    calls: int  # per inference
+    ms: float  # median over the profiled runs of the run's summed time in this op
+    share: float  # of the summed op time of the run (ops only: not the runtime's own overhead)
+
+
+@dataclass
+class OpProfile:
+    """What `edge-mlp bench --profile` records per artifact."""
+
+    tool: str  # which profiler, and what its rows are
+    runs: int
+    total_ms: float | None  # median whole-inference time under the profiler (it adds overhead)
+    ops: list[OpTime]
+
+    @classmethod
+    def from_runs(cls, tool: str, runs: Sequence[Sequence[tuple[str, float]]],
+                  totals_ms: Sequence[float] = ()) -> OpProfile:
+        """`runs`: per profiled inference, its (op name, ms) events."""
+        names: dict[str, list[float]] = {}
+        calls: dict[str, int] = {}
+        for i, events in enumerate(runs):
+            for name, _ in events:
+                names.setdefault(name, [0.0] * len(runs))
+            counts: dict[str, int] = {}
+            for name, ms in events:
+                names[name][i] += ms
+                counts[name] = counts.get(name, 0) + 1
+            for name, n in counts.items():
+                calls[name] = max(calls.get(name, 0), n)
+        medians = {name: statistics.median(per_run) for name, per_run in names.items()}
+        total = sum(medians.values()) or 1.0
+        ops = [OpTime(name, calls[name], round(ms, 4), round(ms / total, 4))
+               for name, ms in sorted(medians.items(), key=lambda kv: -kv[1])]
+        return cls(tool, len(runs), round(statistics.median(totals_ms), 4) if totals_ms else None, ops)

@@ -31,7 +31,7 @@ def artifacts(converted) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report(artifacts) -> dict:
-    return run_bench(BenchJob(sources=artifacts, runs=5, warmup=1)).to_dict()
+    return run_bench(BenchJob(sources=artifacts, runs=5, warmup=1, profile=True)).to_dict()
 
 
 def _rows(data: dict) -> dict[tuple[str, str, str], dict]:
@@ -44,7 +44,7 @@ def test_report_has_every_backend_and_validates(report) -> None:
     for backend in (BACKENDS[t] for t in TIMED_TARGETS):
         for precision in TIMED_PRECISIONS:
             assert any(k[:2] == (backend, precision) for k in rows), (backend, precision)
-    for lowering in ("slice", "roll", "identity"):  # eager baseline for each lowering timed
+    for lowering in ("slice", "roll", "conv", "identity"):  # eager: every exact lowering + the ablation's
         assert (BACKENDS["eager"], "fp32", lowering) in rows
     machine = report["machine"]
     assert machine["gemm_peak_gflops"] > 0 and machine["threads"] == 2 and machine["process_peak_rss_mb"] > 0
@@ -54,23 +54,53 @@ def test_report_has_every_backend_and_validates(report) -> None:
 def test_derived_figures_follow_from_the_measurements(report) -> None:
     rows = _rows(report)
     peak = report["machine"]["gemm_peak_gflops"]
+    eager_rows = {low: rows[(BACKENDS["eager"], "fp32", low)] for low in ("slice", "roll", "conv")}
+    baseline = min(eager_rows, key=lambda low: eager_rows[low]["latency"]["median_ms"])  # identity is not exact
     for (backend, precision, lowering), r in rows.items():
         median = r["latency"]["median_ms"]
-        eager = rows[(BACKENDS["eager"], "fp32", lowering)]["latency"]["median_ms"]
+        eager = eager_rows[baseline]["latency"]["median_ms"]
         assert r["speedup_vs_eager_fp32"] == pytest.approx(eager / median)
+        assert r["eager_baseline_lowering"] == baseline
         assert r["pct_of_gemm_peak"] == pytest.approx(100 * r["gflops"] / peak, rel=1e-3)
         assert r["latency"]["runs"] == 5 and r["macs"] == rows[(BACKENDS["eager"], "fp32", "slice")]["macs"]
         if precision == "int8":
-            fp32 = rows[(backend, "fp32", lowering)]["latency"]["median_ms"]
-            assert r["speedup_vs_fp32"] == pytest.approx(fp32 / median)
+            fp32_row = rows.get((backend, "fp32", lowering)) or rows[(backend, "fp32", r["fp32_baseline_lowering"])]
+            assert r["fp32_baseline_lowering"] == fp32_row["shift_lowering"]
+            assert r["speedup_vs_fp32"] == pytest.approx(fp32_row["latency"]["median_ms"] / median)
         if backend != BACKENDS["eager"]:
             assert r["size_bytes"] > 0 and r["artifact"] and r["delegation"]
 
 
+# A kernel every as_mlp artifact runs, as each runtime's profiler names it.
+PROFILED_KERNEL = {"executorch-xnnpack": "GEMM", "litert-xnnpack": "Convolution", "onnxruntime-cpu": "Conv"}
+
+
+def test_profile_lists_each_artifacts_ops_from_its_runtime(report) -> None:
+    for r in report["results"]:
+        profile = r["profile"]
+        if r["backend"] == BACKENDS["eager"]:
+            assert profile is None
+            continue
+        assert profile["runs"] == 5 and profile["ops"], (r["backend"], r["precision"])
+        ops = profile["ops"]
+        assert all(op["ms"] >= 0 and op["calls"] >= 1 for op in ops)
+        assert sum(op["share"] for op in ops) == pytest.approx(1.0, abs=1e-3)
+        assert [op["ms"] for op in ops] == sorted((op["ms"] for op in ops), reverse=True)
+        assert any(PROFILED_KERNEL[r["backend"]] in op["op"] for op in ops), [op["op"] for op in ops[:10]]
+        # ops run inside one inference: their sum cannot exceed it by more than timer granularity
+        if profile["total_ms"]:
+            assert sum(op["ms"] for op in ops) <= 1.05 * profile["total_ms"] + 0.05
+
+
 def test_shift_cost_compares_each_lowering_with_the_shift_removed(report) -> None:
+    from edge_mlp.convert import auto_lowering
+    from edge_mlp.converters import get_converter
+    from edge_mlp.options import Precision
+
     costs = {(s["backend"], s["lowering"]): s for s in report["shift_costs"]}
-    assert {("onnxruntime-cpu", "slice"), ("onnxruntime-cpu", "roll"), (BACKENDS["eager"], "slice"),
-            (BACKENDS["eager"], "roll")} <= set(costs)
+    onnx_auto = auto_lowering(get_converter("onnx"), Precision.FP32, "as_mlp").lowering
+    assert {("onnxruntime-cpu", onnx_auto), ("onnxruntime-cpu", "roll"), (BACKENDS["eager"], "slice"),
+            (BACKENDS["eager"], "roll"), (BACKENDS["eager"], "conv")} <= set(costs)
     rows = _rows(report)
     for (backend, lowering), s in costs.items():
         assert s["median_ms"] == rows[(backend, "fp32", lowering)]["latency"]["median_ms"]
@@ -89,16 +119,25 @@ def test_validate_catches_inconsistent_reports(report) -> None:
     assert "unknown backend" in problems and "schema_version 99" in problems
 
 
+def test_version_1_reports_still_validate(report) -> None:
+    old = copy.deepcopy(report)
+    old["schema_version"] = 1
+    for r in old["results"]:
+        del r["eager_baseline_lowering"], r["fp32_baseline_lowering"], r["profile"]
+    assert validate(old) == []
+
+
 def test_cli_writes_table_json_csv_and_png(artifacts, tmp_path: Path, capsys) -> None:
     out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "csv", "png")}
-    assert main(["bench", *artifacts[:2], "--runs", "3", "--warmup", "1", "--json", str(out["json"]),
+    assert main(["bench", *artifacts[:2], "--runs", "3", "--warmup", "1", "--profile", "--json", str(out["json"]),
                  "--csv", str(out["csv"]), "--plot", str(out["png"])]) == 0
     text = capsys.readouterr().out
     assert "| as_mlp_mobile | executorch-xnnpack | int8 |" in text and "GEMM peak" in text
+    assert "| op | calls | ms | share |" in text and "ETDump + devtools Inspector" in text
     data = json.loads(out["json"].read_text())
-    assert validate(data) == [] and len(data["results"]) == 3  # eager + two ExecuTorch artifacts
+    assert validate(data) == [] and len(data["results"]) == 5  # eager slice/roll/conv + two ExecuTorch artifacts
     with out["csv"].open() as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 5
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

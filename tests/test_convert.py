@@ -10,9 +10,11 @@ import torch
 
 from edge_mlp import converters
 from edge_mlp.calibration import synthetic_images
+from edge_mlp.convert import auto_lowering
 from edge_mlp.fileio import sha256_path
 from edge_mlp.manifest import SCHEMA_VERSION, Manifest
 from edge_mlp.models import config_from_record
+from edge_mlp.options import Precision
 from edge_mlp.parity import reference_model
 from edge_mlp.preprocess import Preprocessing
 
@@ -66,7 +68,8 @@ def test_manifest_describes_the_artifact(converted, target: str, precision: str)
     assert m.target.name == target and "torch" in m.target.runtime
     assert m.precision == precision
     assert m.shift_lowering.requested == "auto"
-    assert m.shift_lowering.used == converters.get_converter(target).preferred_lowering
+    auto = auto_lowering(converters.get_converter(target), Precision(precision), "as_mlp")
+    assert m.shift_lowering.used == auto.lowering and m.shift_lowering.reason == auto.reason
     assert m.conversion["wall_time_s"] > 0 and m.edge_mlp_version
     if precision in ("int8", "w8"):
         assert m.quantization is not None and m.quantization.scheme
@@ -130,30 +133,59 @@ def test_mixer_records_that_it_has_no_shift(converted) -> None:
     assert (m.shift_lowering.requested, m.shift_lowering.used) == ("none", "none")
 
 
-# One AS-MLP stage: a shifted block is all the `conv` lowering checks need, and it converts fast.
-ONE_STAGE = {"depths": (1,), "embed_dim": 16}
+class _OneHotOnly(torch.nn.Module):
+    """Just one one-hot conv op of the export forms: AS-MLP's shift along W (the `conv` lowering)
+    or PatchMerging's channels-last space-to-depth, so an int8 artifact's codes can be checked."""
+
+    def __init__(self, op: str, channels: int) -> None:
+        super().__init__()
+        from edge_mlp.models.as_mlp import PatchMerging, Shift
+
+        self.op = op
+        self.inner = Shift(5, 3, channels) if op == "shift" else PatchMerging(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from edge_mlp.ops.export_forms import space_to_depth
+
+        return self.inner(x) if self.op == "shift" else space_to_depth(x, self.inner.space_to_depth_kernel)
 
 
-@pytest.fixture(scope="module")
-def one_stage(tmp_path_factory):
-    from edge_mlp.convert import ConvertJob
+def _codes_moved(op: str, codes: np.ndarray, zero_point: int) -> np.ndarray:
+    """The official op on int8 codes: each code moved unchanged, the zero point where zeros fill."""
+    from .reference import axial_shift_reference
 
-    from .conftest import conversion_cache
+    if op == "shift":
+        shifted = axial_shift_reference(codes.astype(np.float32) - zero_point, 5, 3)
+        return (shifted + zero_point).astype(codes.dtype)
+    cells = [codes[:, :, 0::2, 0::2], codes[:, :, 1::2, 0::2], codes[:, :, 0::2, 1::2], codes[:, :, 1::2, 1::2]]
+    return np.concatenate(cells, 1)
 
-    get = conversion_cache(tmp_path_factory, "one-stage")
-    return lambda target, lowering: get((target, lowering), lambda out: ConvertJob(
-        model="as_mlp_mobile", target=target, precision="int8", img_size=32, num_classes=TEST_CLASSES,
-        calib="synthetic", calib_size=CALIB_SIZE, shift_lowering=lowering, overrides=ONE_STAGE, out_dir=out))
 
+@pytest.mark.parametrize("op", ["shift", "space_to_depth"])
+def test_one_hot_convs_move_int8_codes_unchanged_on_litert(tmp_path, op: str) -> None:
+    """The `conv` shift lowering and the channels-last space-to-depth in int8: with the output
+    sharing the input's params, the real runtime returns every input code unchanged (slicing's
+    semantics), not a re-rounded one."""
+    from contextlib import nullcontext
 
-@pytest.mark.parametrize("target", ["executorch", "tflite"])
-def test_conv_lowering_is_exact_in_int8(one_stage, target: str) -> None:
-    """The one-hot depthwise conv returns each int8 code unchanged, as the slices do: both
-    lowerings' int8 artifacts compute the same bits on their real runtimes."""
-    conv, sliced = one_stage(target, "conv"), one_stage(target, "slice")
-    assert conv.manifest.shift_lowering.used == "conv"
-    x, _ = _reference(conv.manifest)
-    assert np.array_equal(_run(target, conv.artifact, x), _run(target, sliced.artifact, x))
-    if target == "executorch":
-        assert conv.manifest.coverage["delegated_subgraphs"] == 1
-        assert conv.manifest.coverage["non_delegated_compute_ops"] == {}
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_mlp.converters import ConversionRequest
+    from edge_mlp.options import ShiftLowering, using_forms
+
+    torch.manual_seed(0)
+    model = _OneHotOnly(op, 10).eval()
+    calibration = [torch.randn(1, 10, 8, 12) for _ in range(4)]
+    converter = converters.get_converter("tflite")
+    request = ConversionRequest(model=model, example=calibration[0], precision="int8", calibration=calibration,
+                                work_dir=tmp_path, stem="m", num_classes=1, stage=lambda _: nullcontext())
+    with using_forms(converter.export_forms(ShiftLowering.CONV)):
+        path = converter.convert(request).path
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    assert inp["quantization"] == out["quantization"]  # shared params
+    codes = np.random.default_rng(0).integers(-128, 128, size=inp["shape"], dtype=np.int8)
+    it.set_tensor(inp["index"], codes)
+    it.invoke()
+    assert np.array_equal(it.get_tensor(out["index"]), _codes_moved(op, codes, inp["quantization"][1]))

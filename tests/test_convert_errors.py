@@ -52,7 +52,7 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
     (["convert", "as_mlp_mobile", "--target", "onnx", "--weights", "nope.pth"], "weights file not found: nope.pth"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib", "no/such/dir"],
      "calibration folder not found: no/such/dir"),
-    (["convert", "as_mlp_mobile", "--target", "onnx", "--calib-size", "0", *SMALL], "--calib-size must be at least 1"),
+    (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib-size", "0", *SMALL], "--calib-size must be at least 1"),
 ])
 def test_bad_arguments(tmp_path: Path, argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
     _expect_clean_failure(argv, tmp_path / "out", match, capsys)
@@ -169,5 +169,5 @@ def test_default_precisions_per_target() -> None:
 
     steps = plan(ConvertJob(model="as_mlp_mobile", target="all")).steps
     assert {s.converter.target: s.precision for s in steps} == {
-        "executorch": "int8", "tflite": "int8", "onnx": "int8", "coreml": "fp16"}
+        "executorch": "int8", "tflite": "int8", "onnx": "fp32", "coreml": "fp16"}
     assert [s.precision for s in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4

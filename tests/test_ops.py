@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_mlp.ops import LOWERINGS, CycleFC, axial_shift, official_offset
-from edge_mlp.options import ExportForms, ShiftLowering, using_forms
+from edge_mlp.options import ExportForms, NormForm, ShiftLowering, using_forms
 
 from .reference import (
     axial_shift_reference,
@@ -159,3 +159,52 @@ def test_conv_lowering_is_one_depthwise_conv_per_shift() -> None:
     assert len(convs) == 1 and not {"narrow", "slice", "cat", "roll", "pad"} & _graph_ops(program)
     assert Shift(5, 3, 8).kernel.sum(-1).eq(1).all()  # one 1 per channel
     assert "kernel" not in Shift(5, 3, 8).state_dict()  # official checkpoints load unchanged
+
+
+@pytest.mark.parametrize("form", list(NormForm))
+def test_exported_space_to_depth_is_the_official_one_in_every_norm_form(form: NormForm) -> None:
+    """AS-MLP's PatchMerging as each target exports it: strided slices (stock), one permute
+    (XNNPACK), four one-hot stride-2 depthwise convs (channels-last): the same values, bit for bit."""
+    from edge_mlp.models.as_mlp import PatchMerging
+
+    torch.manual_seed(0)
+    merge = PatchMerging(6).eval()
+    x = torch.randn(2, 6, 8, 10)
+    official = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1)
+    with using_forms(ExportForms(norms=form)):
+        program = torch.export.export(_SpaceToDepth(merge), (x,))
+    assert torch.equal(program.module()(x), official)
+    if form is NormForm.CHANNELS_LAST:
+        ops = _graph_ops(program)
+        assert "conv2d" in ops and not {"slice", "permute", "view", "reshape"} & ops, ops
+    assert "space_to_depth_kernel" not in merge.state_dict()  # official checkpoints load unchanged
+
+
+class _SpaceToDepth(torch.nn.Module):
+    def __init__(self, merge: torch.nn.Module) -> None:
+        super().__init__()
+        self.merge = merge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from edge_mlp.ops.export_forms import space_to_depth
+
+        return space_to_depth(x, self.merge.space_to_depth_kernel)
+
+
+@pytest.mark.parametrize("form", list(NormForm))
+def test_exported_group_norm_forms_match_the_stock_kernel(form: NormForm) -> None:
+    from edge_mlp.ops.export_forms import GroupNorm1
+
+    torch.manual_seed(0)
+    norm = GroupNorm1(1, 12).eval()
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = 3 * torch.randn(2, 12, 7, 5) + 1
+    with using_forms(ExportForms(norms=form)):
+        program = torch.export.export(norm, (x,))
+    assert torch.allclose(program.module()(x), torch.nn.functional.group_norm(x, 1, norm.weight, norm.bias, norm.eps),
+                          atol=1e-5, rtol=1e-5)
+    if form is NormForm.CHANNELS_LAST:  # every op 4-D: litert's layout pass runs it channels-last
+        shapes = [n.meta["val"].dim() for n in program.graph.nodes
+                  if n.op == "call_function" and hasattr(n.meta.get("val"), "dim") and n.args[0].op != "get_attr"]
+        assert all(d == 4 for d in shapes), shapes

@@ -189,6 +189,34 @@ def test_recorded_zoo_stats_are_current() -> None:
     assert json.loads(ZOO_STATS.read_text()) == json.loads(json.dumps(zoo_stats_table()))
 
 
+def test_recorded_shift_choice_follows_the_committed_ablation_results() -> None:
+    """`--shift-lowering auto` reads this file; `make shift-choice` rewrites it from benchmarks/results/."""
+    from edge_mlp.shift_choice import CHOICE_FILE, committed_choices
+
+    assert json.loads(CHOICE_FILE.read_text()) == json.loads(json.dumps(committed_choices()))
+
+
+def test_auto_picks_the_fastest_measured_lowering() -> None:
+    from edge_mlp.shift_choice import choices_from_reports
+
+    def row(backend: str, lowering: str, ms: float, model: str = "as_mlp_mobile") -> dict:
+        return {"model": model, "backend": backend, "precision": "int8", "shift_lowering": lowering,
+                "latency": {"median_ms": ms}}
+
+    report = {"machine": {"threads": 2}, "settings": {"img_size": 224}, "results": [
+        row("executorch-xnnpack", "slice", 30.0), row("executorch-xnnpack", "conv", 20.0),
+        row("executorch-xnnpack", "identity", 10.0), row("pytorch-eager", "roll", 1.0),
+        row("litert-xnnpack", "slice", 9.0), row("litert-xnnpack", "roll", 11.0),
+        row("litert-xnnpack", "slice", 40.0, "cycle_mlp_mobile"), row("litert-xnnpack", "conv", 30.0, "cycle_mlp_mobile"),
+    ]}
+    choices = choices_from_reports({"shift_ablation_x.json": report})
+    assert choices["executorch"]["int8"]["as_mlp"]["lowering"] == "conv"  # identity never wins: not exact
+    assert "conv 20.0 ms, slice 30.0 ms" in choices["executorch"]["int8"]["as_mlp"]["reason"]
+    assert choices["tflite"]["int8"]["as_mlp"]["lowering"] == "slice"
+    assert choices["tflite"]["int8"]["cycle_mlp"]["lowering"] == "conv"
+    assert "eager" not in choices
+
+
 def test_known_noise_is_filtered_and_real_warnings_still_show(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 

@@ -44,23 +44,35 @@ def _x(value: float | None, fmt: str = "{:.2f}x") -> str:
     return "" if value is None else fmt.format(value)
 
 
-def as_shipped(row: dict[str, Any]) -> bool:
-    """Whether a row uses the shift lowering `convert` ships for its backend (eager: slice)."""
+def eager_baselines(data: dict[str, Any]) -> dict[str, str]:
+    """model -> the eager lowering its speedups were measured against (schema 1 files: slice)."""
+    return {r["model"]: r.get("eager_baseline_lowering") or "slice" for r in data["results"]}
+
+
+def as_shipped(row: dict[str, Any], baselines: dict[str, str]) -> bool:
+    """Whether a row uses the shift lowering `convert --shift-lowering auto` ships for its backend,
+    precision and family; eager rows: the speedups' baseline."""
     from edge_mlp import converters
+    from edge_mlp.convert import auto_lowering
+    from edge_mlp.models import get_spec
+    from edge_mlp.options import Precision
 
     if row["shift_lowering"] == "none":
         return True
     target = {v: k for k, v in BACKENDS.items()}[row["backend"]]
-    preferred = "slice" if target == "eager" else converters.get_converter(target).preferred_lowering
-    return row["shift_lowering"] == preferred
+    if target == "eager":
+        return row["shift_lowering"] == baselines.get(row["model"])
+    auto = auto_lowering(converters.get_converter(target), Precision(row["precision"]), get_spec(row["model"]).family)
+    return row["shift_lowering"] == auto.lowering
 
 
 def markdown_table(data: dict[str, Any], shipped_only: bool = False) -> str:
     """Latency table; `shipped_only` drops the ablation rows (other lowerings than `convert` uses)."""
-    lines = ["| model | backend | precision | median ms (p10-p90) | vs eager fp32 | int8 vs fp32 | GFLOP/s | % GEMM peak | size MB |",
+    lines = ["| model | backend | precision | median ms (p10-p90) | vs fastest eager fp32 | int8 vs fp32 | GFLOP/s | % GEMM peak | size MB |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    baselines = eager_baselines(data)
     for r in sorted_rows(data):
-        if shipped_only and not as_shipped(r):
+        if shipped_only and not as_shipped(r, baselines):
             continue
         lat = r["latency"]
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
@@ -82,15 +94,31 @@ def shift_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def profile_markdown(data: dict[str, Any], top: int = 8) -> str:
+    """The `top` ops of each profiled result: where the time goes."""
+    lines = []
+    for r in sorted_rows(data):
+        profile = r.get("profile")
+        if not profile:
+            continue
+        total = f", {profile['total_ms']:.2f} ms per inference under the profiler" if profile.get("total_ms") else ""
+        lines += ["", f"{r['model']} {r['backend']} {r['precision']} ({r['shift_lowering']}): {profile['tool']}{total}",
+                  "", "| op | calls | ms | share |", "|---|---:|---:|---:|"]
+        for op in profile["ops"][:top]:
+            lines.append(f"| {op['op']} | {op['calls']} | {op['ms']:.3f} | {100 * op['share']:.1f} % |")
+    return "\n".join(lines).lstrip("\n")
+
+
 def plot(data: dict[str, Any], path: str | Path) -> None:
     """Median latency (bars) with p10-p90 (whiskers) per backend and precision, one panel per model,
-    at the shift lowering each backend ships with."""
+    at the shift lowering each backend ships with (eager: the fastest exact lowering)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in sorted_rows(data) if as_shipped(r)]
+    baselines = eager_baselines(data)
+    rows = [r for r in sorted_rows(data) if as_shipped(r, baselines)]
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
     colors = {"fp32": "#4C72B0", "int8": "#DD8452", "fp16": "#55A868", "w8": "#8172B2"}

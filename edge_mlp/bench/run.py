@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +43,7 @@ class BenchJob:
     calib: str = "demo"
     calib_size: int = 32
     keep_artifacts: str | None = None  # folder to keep converted artifacts in, and reuse them from
+    profile: bool = False  # after timing, a per-op table of each artifact from its runtime's profiler
 
 
 @dataclass
@@ -85,12 +86,17 @@ def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.n
     return _Entry(key, lambda: converter.load(artifact, threads=threads).bind(x), macs, artifact, manifest)
 
 
-def _eager_entry(manifest: Manifest, macs: int, x: np.ndarray) -> _Entry:
-    """PyTorch eager fp32 of the artifact's own model config, with its shift lowering."""
+def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray) -> list[_Entry]:
+    """PyTorch eager fp32 of the artifact's own model config, with every exact shift lowering (the
+    fastest is the baseline speedups are measured against) and the artifact's own lowering."""
     used = manifest.shift_lowering.used
-    forms = ExportForms() if used == NO_SHIFT else ExportForms(shift=ShiftLowering(used))
-    key = (manifest.model.name, BACKENDS[EAGER], Precision.FP32.value, used)
-    return _Entry(key, lambda: measure.eager_call(reference_model(manifest), x, forms), macs)
+    lowerings: list[str] = [NO_SHIFT] if used == NO_SHIFT else [*ShiftLowering.exact(), used]
+    entries = []
+    for lowering in dict.fromkeys(lowerings):
+        forms = ExportForms() if lowering == NO_SHIFT else ExportForms(shift=ShiftLowering(lowering))
+        key = (manifest.model.name, BACKENDS[EAGER], Precision.FP32.value, lowering)
+        entries.append(_Entry(key, lambda forms=forms: measure.eager_call(reference_model(manifest), x, forms), macs))
+    return entries
 
 
 def _convert_all(job: BenchJob, model: str, out_dir: Path) -> list[tuple[Path, Manifest]]:
@@ -158,8 +164,8 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         x = _input(manifest)
         entry = _entries_for_artifact(artifact, manifest, macs, x, job.threads)
         entries[entry.key] = entry
-        eager = _eager_entry(manifest, macs, x)
-        entries.setdefault(eager.key, eager)
+        for eager in _eager_entries(manifest, macs, x):
+            entries.setdefault(eager.key, eager)
     with measure.torch_threads(job.threads):
         progress(f"measuring the fp32 GEMM peak on {job.threads} thread(s)")
         peak = measure.gemm_peak_gflops()
@@ -170,6 +176,13 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         peak_after = measure.gemm_peak_gflops()
     rss = {r.key: r.load_rss_mb for r in runners}
     results = [_result(e, latencies[k], rss[k], max(peak, peak_after)) for k, e in entries.items()]
+    if job.profile:
+        for result, entry in zip(results, entries.values()):
+            if entry.artifact is not None and entry.manifest is not None:
+                progress(f"profiling {entry.artifact.name} ({job.runs} runs)")
+                converter = get_converter(entry.manifest.target.name)
+                x = _input(entry.manifest)
+                result.profile = asdict(converter.profile(entry.artifact, x, job.threads, job.runs))
     _add_speedups(results)
     machine = Machine(
         description=measure.machine_description(), platform=platform.platform(), threads=job.threads,
@@ -178,7 +191,8 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         process_peak_rss_mb=round(measure.peak_rss_mb(), 1),
     )
     settings = {"warmup": job.warmup, "runs": job.runs, "interleaved": True, "batch": 1,
-                "img_size": job.img_size, "weights": job.weights, "shift_ablation": job.shift_ablation}
+                "img_size": job.img_size, "weights": job.weights, "shift_ablation": job.shift_ablation,
+                "profile": job.profile}
     return BenchReport(machine, settings, results, _shift_costs(results), edge_mlp_version=__version__)
 
 
@@ -199,15 +213,32 @@ def _result(e: _Entry, latency: Any, load_rss_mb: float, peak: float) -> BenchRe
 
 
 def _add_speedups(results: list[BenchResult]) -> None:
+    """vs eager: against the model's *fastest* exact eager lowering (comparing with eager in the
+    artifact's own lowering would credit the runtime with what the lowering alone buys)."""
     by_key = {(r.model, r.backend, r.precision, r.shift_lowering): r for r in results}
+    exact = {*ShiftLowering.exact(), NO_SHIFT}
+    fastest: dict[str, BenchResult] = {}
     for r in results:
-        eager = by_key.get((r.model, BACKENDS[EAGER], Precision.FP32, r.shift_lowering))
+        if r.backend == BACKENDS[EAGER] and r.precision == Precision.FP32 and r.shift_lowering in exact:
+            best = fastest.get(r.model)
+            if best is None or r.latency.median_ms < best.latency.median_ms:
+                fastest[r.model] = r
+    for r in results:
+        eager = fastest.get(r.model)
         if eager is not None:
             r.speedup_vs_eager_fp32 = eager.latency.median_ms / r.latency.median_ms
+            r.eager_baseline_lowering = eager.shift_lowering
         if r.precision != Precision.FP32:
-            fp32 = by_key.get((r.model, r.backend, Precision.FP32, r.shift_lowering))
+            fp32 = by_key.get((r.model, r.backend, Precision.FP32, r.shift_lowering)) or _only(
+                [f for f in results if (f.model, f.backend, f.precision) == (r.model, r.backend, Precision.FP32)])
             if fp32 is not None:
                 r.speedup_vs_fp32 = fp32.latency.median_ms / r.latency.median_ms
+                r.fp32_baseline_lowering = fp32.shift_lowering
+
+
+def _only(rows: list[BenchResult]) -> BenchResult | None:
+    """The one row, if exactly one (`auto` may pick different lowerings for fp32 and int8)."""
+    return rows[0] if len(rows) == 1 else None
 
 
 def _shift_costs(results: list[BenchResult]) -> list[ShiftCost]:

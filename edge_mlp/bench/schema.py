@@ -9,7 +9,10 @@ from typing import Any
 from ..converters import all_converters
 from ..timing import Latency
 
-BENCH_SCHEMA_VERSION = 1
+# 2: results gained `eager_baseline_lowering`, `fp32_baseline_lowering` and `profile`; version-1 files
+# still validate.
+BENCH_SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 EAGER = "eager"
 # Backend names, one per runtime (the runtime's own name, not our target's), keyed by target.
@@ -30,9 +33,13 @@ class BenchResult:
     artifact: str | None = None
     size_bytes: int | None = None
     load_rss_mb: float | None = None  # resident memory added by loading the model + warm-up
-    speedup_vs_eager_fp32: float | None = None  # eager fp32 median / this median
-    speedup_vs_fp32: float | None = None  # same backend and lowering: fp32 median / this median
+    speedup_vs_eager_fp32: float | None = None  # fastest exact eager fp32 lowering's median / this median
+    eager_baseline_lowering: str | None = None  # which eager lowering that was (schema 2)
+    speedup_vs_fp32: float | None = None  # same backend: fp32 median / this median
+    # The fp32 row that was: the same lowering, else the backend's only fp32 row (schema 2).
+    fp32_baseline_lowering: str | None = None
     delegation: dict[str, Any] | None = None  # from the artifact's manifest coverage
+    profile: dict[str, Any] | None = None  # `bench --profile`: edge_mlp.timing.OpProfile as a dict (schema 2)
     source: str = "host"  # host | android:<serial> | ios:<device>
 
 
@@ -85,8 +92,8 @@ class BenchReport:
 def validate(data: dict[str, Any]) -> list[str]:
     """Problems with a bench JSON document (empty when valid): schema, positivity, consistency."""
     problems = []
-    if data.get("schema_version") != BENCH_SCHEMA_VERSION:
-        problems.append(f"schema_version {data.get('schema_version')!r} != {BENCH_SCHEMA_VERSION}")
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        problems.append(f"schema_version {data.get('schema_version')!r} is not one of {READABLE_SCHEMA_VERSIONS}")
     for i, r in enumerate(data.get("results", [])):
         where = f"results[{i}] {r.get('model')}/{r.get('backend')}/{r.get('precision')}"
         lat = r["latency"]

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..ops.export_forms import GroupNorm1, exporting
+from ..ops.export_forms import GroupNorm1, space_to_depth, space_to_depth_kernels
 from ..ops.shift import axial_shift, axial_shift_groups, one_hot_kernel
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
@@ -108,20 +108,14 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.reduction = nn.Conv2d(4 * dim, 2 * dim, 1, 1, bias=False)
         self.norm = MyNorm(4 * dim)
+        # The channels-last export form's one-hot kernels; not in the state dict.
+        self.register_buffer("space_to_depth_kernel", space_to_depth_kernels(dim), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"PatchMerging needs an even feature map, got {h}x{w}")
-        if exporting():
-            # The same values in the same channel order (channel = (dw * 2 + dh) * C + c) as one
-            # reshape/permute: XNNPACK does not run stride-2 slices.
-            b, c = x.shape[:2]
-            x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 5, 3, 1, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
-        else:
-            x = torch.cat(
-                [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1
-            )
+        x = space_to_depth(x, self.space_to_depth_kernel)
         return self.reduction(self.norm(x))
 
 

@@ -1,26 +1,36 @@
-"""Norms, means and space-to-depth in the primitive form the XNNPACK delegate runs.
+"""Norms, means and space-to-depth in the primitive forms a target's delegate runs (`NormForm`).
 
 XNNPACK (ExecuTorch 1.5) has no layer_norm / group_norm kernel, averages only 4-D tensors over
 their two innermost axes, and slices only with stride 1. Left as they are, these ops stay outside
 the delegate and cut the graph into many partitions, each crossing back to portable CPU kernels.
-While a target that asks for them (`ExportForms.delegate_norms`, ExecuTorch) exports, the modules below
-compute the same math from mean-over-(2, 3), sub, mul, rsqrt, reshapes and permutes. Otherwise
-(eager PyTorch, other targets) they run the stock kernels, so PyTorch outputs stay bit-identical to
-the official models; the delegate form differs only by float rounding. Parameter names are
-nn.LayerNorm's / nn.GroupNorm's, so official checkpoints load unchanged.
+LiteRT's converter runs NCHW graphs channels-last by a layout pass that stops at every reshape,
+inserting TRANSPOSE pairs. While a target exports, the modules below compute the same math in the
+form it asks for (`ExportForms.norms`): `xnnpack` (ExecuTorch) from mean-over-(2, 3), sub, mul,
+rsqrt, reshapes and permutes; `channels_last` (LiteRT) from 4-D ops only, no reshape of an
+activation. Otherwise (eager PyTorch, other targets) they run the stock kernels, so PyTorch outputs
+stay bit-identical to the official models; the export forms differ only by float rounding (the
+space-to-depth forms not at all). Parameter names are nn.LayerNorm's / nn.GroupNorm's, so official
+checkpoints load unchanged.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..options import current_forms
+from ..options import NormForm, current_forms
+
+
+def norm_form() -> NormForm:
+    """The form norms take now: the target's (`ExportForms.norms`) while torch.export traces,
+    PyTorch's own kernels otherwise."""
+    return current_forms().norms if torch.compiler.is_exporting() else NormForm.STOCK
 
 
 def exporting() -> bool:
-    """Whether the delegate forms apply: asked for by the target, and torch.export is tracing."""
-    return current_forms().delegate_norms and torch.compiler.is_exporting()
+    """Whether the XNNPACK delegate forms apply (ExecuTorch export)."""
+    return norm_form() is NormForm.XNNPACK
 
 
 def _normalize_rows(x4: torch.Tensor, eps: float) -> torch.Tensor:
@@ -63,10 +73,50 @@ class GroupNorm1(nn.GroupNorm):
     """nn.GroupNorm with one group (a LayerNorm over C, H, W), NCHW; exports as 4-D means."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not exporting() or self.num_groups != 1 or x.ndim != 4:
+        form = norm_form()
+        if form is NormForm.STOCK or self.num_groups != 1 or x.ndim != 4:
             return super().forward(x)
         b, c, h, w = x.shape
-        y = _normalize_rows(x.reshape(b, 1, c, h * w), self.eps).reshape(b, c, h, w)
+        # Mean over (C, H, W) in two steps: XNNPACK reduces to a single value on one thread (11 of
+        # 37 ms of as_mlp_mobile fp32 at 224 on ExecuTorch), per channel first it uses them all.
+        if form is NormForm.XNNPACK:  # a 4-D mean over the two innermost axes, of a tiny (B, 1, C, 1)
+
+            def mean_chw(t: torch.Tensor) -> torch.Tensor:
+                return t.mean((2, 3), keepdim=True).reshape(b, 1, c, 1).mean((2, 3), keepdim=True)
+        else:  # no reshape: every op stays 4-D and layout-free, for litert's channels-last pass
+
+            def mean_chw(t: torch.Tensor) -> torch.Tensor:
+                return t.mean((2, 3), keepdim=True).mean(1, keepdim=True)
+
+        centered = x - mean_chw(x)
+        y = centered * torch.rsqrt(mean_chw(centered * centered) + self.eps)
         if self.affine:
             y = y * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
         return y
+
+
+def space_to_depth_kernels(channels: int) -> torch.Tensor:
+    """(4, C, 1, 2, 2): kernel k picks pixel (dh, dw) = (k % 2, k // 2) of each 2x2 cell, so a
+    stride-2 depthwise conv with it is the official slice `x[:, :, dh::2, dw::2]`."""
+    kernels = torch.zeros(4, channels, 1, 2, 2)
+    for k in range(4):
+        kernels[k, :, 0, k % 2, k // 2] = 1.0
+    return kernels
+
+
+def space_to_depth(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """AS-MLP's 2x2 space-to-depth (channel = (dw * 2 + dh) * C + c) of an NCHW tensor.
+
+    Stock and XNNPACK forms: strided slices / one reshape-permute. Channels-last form: four
+    stride-2 depthwise convs with one-hot kernels and a concat, which LiteRT's XNNPACK delegate
+    runs in NHWC (it takes no stride-2 slice, and a 6-D permute would pin the graph to NCHW).
+    Exact for finite inputs: x * 1 + 0 + 0 + 0 == x.
+    """
+    form = norm_form()
+    if form is NormForm.CHANNELS_LAST:
+        c = x.shape[1]
+        return torch.cat([F.conv2d(x, kernels[k].to(x.dtype), stride=2, groups=c) for k in range(4)], 1)
+    b, c, h, w = x.shape
+    if form is NormForm.XNNPACK:  # the same values in the same channel order as one reshape/permute
+        return x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 5, 3, 1, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+    return torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], 1)

@@ -72,8 +72,12 @@ public struct BenchResult: Codable, Equatable, Sendable {
     public let sizeBytes: Int?
     public let loadRssMb: Double?
     public let speedupVsEagerFp32: Double?
+    public let eagerBaselineLowering: String?
     public let speedupVsFp32: Double?
+    public let fp32BaselineLowering: String?
     public let delegation: [String: String]?
+    /// Per-op profile: only the host's `edge-mlp bench --profile` records one; the app writes null.
+    public let profile: [String: String]?
     /// "ios:<device model identifier>".
     public let source: String
 
@@ -91,8 +95,11 @@ public struct BenchResult: Codable, Equatable, Sendable {
         case sizeBytes = "size_bytes"
         case loadRssMb = "load_rss_mb"
         case speedupVsEagerFp32 = "speedup_vs_eager_fp32"
+        case eagerBaselineLowering = "eager_baseline_lowering"
         case speedupVsFp32 = "speedup_vs_fp32"
+        case fp32BaselineLowering = "fp32_baseline_lowering"
         case delegation
+        case profile
         case source
     }
 
@@ -114,8 +121,11 @@ public struct BenchResult: Codable, Equatable, Sendable {
         self.sizeBytes = sizeBytes
         self.loadRssMb = loadRssMb
         self.speedupVsEagerFp32 = speedupVsEagerFp32
+        self.eagerBaselineLowering = nil
         self.speedupVsFp32 = speedupVsFp32
+        self.fp32BaselineLowering = nil
         self.delegation = delegation
+        self.profile = nil
         self.source = source
     }
 
@@ -134,8 +144,11 @@ public struct BenchResult: Codable, Equatable, Sendable {
         try c.encode(sizeBytes, forKey: .sizeBytes)
         try c.encode(loadRssMb, forKey: .loadRssMb)
         try c.encode(speedupVsEagerFp32, forKey: .speedupVsEagerFp32)
+        try c.encode(eagerBaselineLowering, forKey: .eagerBaselineLowering)
         try c.encode(speedupVsFp32, forKey: .speedupVsFp32)
+        try c.encode(fp32BaselineLowering, forKey: .fp32BaselineLowering)
         try c.encode(delegation, forKey: .delegation)
+        try c.encode(profile, forKey: .profile)
         try c.encode(source, forKey: .source)
     }
 }
@@ -257,7 +270,7 @@ public struct BenchReport: Codable, Equatable, Sendable {
     }
 
     /// edge_mlp/bench/schema.py BENCH_SCHEMA_VERSION.
-    public static let currentSchemaVersion = 1
+    public static let currentSchemaVersion = 2
     /// The `tool` value the Python side expects from this app.
     public static let iosAppTool = "edge-mlp ios app"
 

@@ -75,7 +75,7 @@ final class BenchReportTests: XCTestCase {
         let json = try object(report().jsonData())
         XCTAssertEqual(Set(json.keys), ["schema_version", "tool", "edge_mlp_version", "machine", "settings",
                                         "results", "shift_costs"])
-        XCTAssertEqual(json["schema_version"] as? Int, 1)
+        XCTAssertEqual(json["schema_version"] as? Int, 2)
         XCTAssertEqual(json["tool"] as? String, "edge-mlp ios app")
         XCTAssertEqual((json["shift_costs"] as? [Any])?.count, 0)
 

@@ -11,7 +11,7 @@ import kotlinx.serialization.json.Json
 // Every key is written, nulls included: Python reads e.g. lat["p5_ms"] directly.
 
 /** edge_mlp.bench.schema.BENCH_SCHEMA_VERSION. */
-const val BENCH_SCHEMA_VERSION = 1
+const val BENCH_SCHEMA_VERSION = 2
 
 /** Values of edge_mlp.bench.schema.BACKENDS for the runtimes the app has. */
 object Backends {
@@ -62,8 +62,12 @@ data class BenchResult(
     @SerialName("size_bytes") val sizeBytes: Long? = null,
     @SerialName("load_rss_mb") val loadRssMb: Double? = null,
     @SerialName("speedup_vs_eager_fp32") val speedupVsEagerFp32: Double? = null,
+    @SerialName("eager_baseline_lowering") val eagerBaselineLowering: String? = null,
     @SerialName("speedup_vs_fp32") val speedupVsFp32: Double? = null,
+    @SerialName("fp32_baseline_lowering") val fp32BaselineLowering: String? = null,
     val delegation: Map<String, String>? = null,
+    /** Per-op profile: only the host's `edge-mlp bench --profile` records one; the app writes null. */
+    val profile: Map<String, String>? = null,
     val source: String,
 )
 

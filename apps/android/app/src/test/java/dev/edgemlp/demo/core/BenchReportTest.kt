@@ -67,7 +67,7 @@ class BenchReportTest {
             setOf("schema_version", "tool", "edge_mlp_version", "machine", "settings", "results", "shift_costs"),
             root.keys,
         )
-        assertEquals(1, root.getValue("schema_version").jsonPrimitive.int)
+        assertEquals(2, root.getValue("schema_version").jsonPrimitive.int)
         assertEquals("edge-mlp android app", root.getValue("tool").jsonPrimitive.content)
         assertEquals(JsonArray(emptyList()), root.getValue("shift_costs"))
         assertEquals(setOf("warmup", "runs", "threads"), root.getValue("settings").jsonObject.keys)
