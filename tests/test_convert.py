@@ -18,7 +18,7 @@ from edge_mlp.options import Precision
 from edge_mlp.parity import reference_model
 from edge_mlp.preprocess import Preprocessing
 
-from .conftest import CALIB_SIZE, TEST_CLASSES, TEST_IMG, TEST_MODELS
+from .conftest import TEST_CLASSES, TEST_IMG, TEST_MODELS
 
 COREML = [str(p) for p in converters.get_converter("coreml").precisions]
 # Every target x precision the registry declares. Core ML runs on edge-mlp's MIL interpreter off
