@@ -248,3 +248,40 @@ def decode_problems(structs: Structs, root: str, data: dict[str, Any]) -> list[s
 
     walk(root, data, root)
     return problems
+
+
+# --- source-level checks ---------------------------------------------------------------------
+
+
+def code_only(source: str) -> str:
+    """Kotlin or Swift source with its comments blanked out (string literals kept), so checks of what
+    the code calls are not satisfied or tripped by what a comment says."""
+    out, i, n = [], 0, len(source)
+    while i < n:
+        if source.startswith("//", i):
+            j = source.find("\n", i)
+            i = n if j < 0 else j
+        elif source.startswith("/*", i):
+            j = source.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            out.append(" ")
+        elif source[i] == '"':
+            j = i + 1
+            while j < n and source[j] != '"' and source[j] != "\n":
+                j += 2 if source[j] == "\\" else 1
+            out.append(source[i:j + 1])
+            i = j + 1
+        else:
+            out.append(source[i])
+            i += 1
+    return "".join(out)
+
+
+def block_after(source: str, start: int) -> str:
+    """The text between the first `{` at or after `start` and its matching `}`."""
+    i = source.index("{", start)
+    depth, j = 1, i + 1
+    while depth:
+        depth += {"{": 1, "}": -1}.get(source[j], 0)
+        j += 1
+    return source[i + 1:j - 1]

@@ -9,13 +9,16 @@ that breaks an app fails here, and check that manifests converted now decode wit
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml  # PyYAML: installed with executorch, which edge-mlp pins
 
-from .app_structs import Structs, check, decode_problems, parse_structs
-from edge_mlp.apps import APPS
+from .app_structs import Structs, check, code_only, decode_problems, parse_structs
+from edge_mlp.apps import APPS, REPO_APPS
 from edge_mlp.converters import get_converter
 from edge_mlp.bench.schema import BenchReport, BenchResult, Latency, Machine
 from edge_mlp.manifest import DICT_FIELD_SCHEMAS, Manifest, ModelInfo, QuantParams, TargetInfo, TensorSpec
@@ -124,3 +127,67 @@ def test_the_apps_test_manifests_are_current(app: str) -> None:
         data = json.loads(Path(f).read_text())
         Manifest.from_dict(data)  # this edge-mlp reads it
         assert decode_problems(structs, "Manifest", data) == [], f.name
+
+
+# --- how the apps reach the runtimes (from a review of every runtime call) ------------------------
+
+IOS = APPS["ios"].default_dir()
+REPO_ROOT = REPO_APPS.parent
+ANDROID_SOURCES = APPS["android"].default_dir() / "app/src/main/java"
+
+
+def _ios_project() -> dict:
+    return yaml.safe_load((IOS / "project.yml").read_text())
+
+
+def _swift_imports(folder: Path) -> set[str]:
+    return {m for f in folder.rglob("*.swift") for m in re.findall(r"^\s*(?:@testable\s+)?import\s+(\w+)",
+                                                                  f.read_text(), re.M)}
+
+
+def test_ios_tests_depend_on_the_executorch_module_without_linking_it_twice() -> None:
+    """`@testable import EdgeMLPDemo` needs every module the app imports; Xcode does not hand the
+    binary ExecuTorch package's module to a test target that does not depend on it ("Missing
+    required module 'ExecuTorch'"). The hosted tests must depend on it with `link: false`: linked
+    into the test bundle too, its static libraries would be in the process twice."""
+    project = _ios_project()
+    app, tests = project["targets"]["EdgeMLPDemo"], project["targets"]["EdgeMLPDemoTests"]
+    assert {"target": "EdgeMLPDemo"} in tests["dependencies"]
+    assert "EdgeMLPDemo" in _swift_imports(IOS / "EdgeMLPDemoTests")
+    assert "ExecuTorch" in _swift_imports(IOS / "EdgeMLPDemo/Sources")
+    linked = {(d["package"], p) for d in app["dependencies"] if "package" in d and d.get("link", True)
+              for p in d.get("products", [d["package"]])}
+    assert ("executorch", "executorch") in linked  # the product whose module is `ExecuTorch`
+    in_tests = [d for d in tests["dependencies"] if "package" in d]
+    assert any(d["package"] == "executorch" and "executorch" in d.get("products", [d["package"]]) for d in in_tests)
+    for d in in_tests:
+        assert d.get("link") is False, f"{d}: a package the app links is linked into the hosted tests again"
+        if "url" in project["packages"][d["package"]]:
+            assert all((d["package"], p) in linked for p in d.get("products", [d["package"]]))
+
+
+def test_ios_executorch_package_is_a_release_of_the_pinned_runtime() -> None:
+    """A release branch ("swiftpm-X.Y.Z", not a dated nightly) of the ExecuTorch release edge-mlp
+    exports with (same major.minor, not newer), named the same in the README."""
+    package = _ios_project()["packages"]["executorch"]
+    assert package["url"] == "https://github.com/pytorch/executorch"
+    branch = package["branch"]
+    m = re.fullmatch(r"swiftpm-(\d+)\.(\d+)\.(\d+)", branch)
+    assert m, f"{branch} is not a release branch"
+    pinned = next(d for d in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                  if d.startswith("executorch=="))
+    version = tuple(int(v) for v in pinned.split("==")[1].split("."))
+    assert tuple(map(int, m.groups()))[:2] == version[:2] and tuple(map(int, m.groups())) <= version
+    versions = (IOS / "README.md").read_text().split("## Versions", 1)[1]
+    assert f"branch `{branch}`" in versions
+
+
+def test_both_apps_load_executorch_programs_memory_mapped() -> None:
+    """Android maps the .pte (`Module.LOAD_MODE_MMAP`); iOS must too (`loadMode: .mmap`; the Swift
+    `Module(filePath:)` default reads the whole file into memory), or `load_rss_mb` does not compare."""
+    kotlin = [m for f in ANDROID_SOURCES.rglob("*.kt") for m in re.findall(r"Module\.load\(([^)]*)\)",
+                                                                            code_only(f.read_text()))]
+    assert kotlin and all("Module.LOAD_MODE_MMAP" in args for args in kotlin), kotlin
+    swift = [m for f in (IOS / "EdgeMLPDemo").rglob("*.swift")
+             for m in re.findall(r"\bModule\(([^)]*)\)", code_only(f.read_text()))]
+    assert swift and all(re.search(r"\bloadMode:\s*\.mmap\b", args) for args in swift), swift

@@ -10,8 +10,10 @@ final class ExecuTorchClassifier: Classifier, @unchecked Sendable {
     private let module: Module
 
     /// Opens the program and loads `forward` now, so a bad artifact or a missing kernel or backend
-    /// fails here with ExecuTorch's error instead of at the first image. The .pte is read from the
-    /// app bundle in place: ExecuTorch needs a file path, and bundle resources are files.
+    /// fails here with ExecuTorch's error instead of at the first image. The .pte is used from the
+    /// app bundle in place: ExecuTorch needs a file path, and bundle resources are files. It is
+    /// memory-mapped (`ModuleLoadMode.mmap`), not read into the heap (the default `.file`): the
+    /// Android app maps its .pte too (`Module.LOAD_MODE_MMAP`), so their `load_rss_mb` compare.
     init(_ bundled: BundledModel) throws {
         for spec in [bundled.manifest.input, bundled.manifest.output.tensor] where spec.elementType == nil {
             throw ClassifierError.unsupportedDType(tensor: spec.name, dtype: spec.dtype)
@@ -20,7 +22,7 @@ final class ExecuTorchClassifier: Classifier, @unchecked Sendable {
             throw ClassifierError.missingArtifact(bundled.artifactURL.lastPathComponent)
         }
         manifest = bundled.manifest
-        module = Module(filePath: bundled.artifactURL.path)
+        module = Module(filePath: bundled.artifactURL.path, loadMode: .mmap)
         try module.load("forward")
     }
 

@@ -319,17 +319,35 @@ public enum BenchError: Error, Equatable, LocalizedError, CustomStringConvertibl
 }
 
 public extension Latency {
-    /// Statistics of timed runs, in ms. Percentiles are nearest-rank on the sorted samples: the
-    /// value at index round(q * (n - 1)), q = 0.1 / 0.5 / 0.9 (half rounds away from zero), so every
-    /// reported value is one that was measured and min <= p10 <= median <= p90 always holds.
+    /// Statistics of timed runs, in ms, as edge-mlp's benchmark computes them (edge_mlp/timing.py
+    /// `Latency.from_samples`, ported operation for operation; the Android app's LatencyStats.kt is
+    /// the same port): the median is `statistics.median` (the mean of the two middle runs for an even
+    /// count), p10 / p90 are `statistics.quantiles(n=10, method="inclusive")` (linear interpolation
+    /// between the two nearest runs; one run is every decile).
     init(samplesMs: [Double]) throws {
         guard !samplesMs.isEmpty else { throw BenchError.noSamples }
         let sorted = samplesMs.sorted()
-        func rank(_ q: Double) -> Double {
-            sorted[Int((q * Double(sorted.count - 1)).rounded())]
-        }
-        self.init(medianMs: rank(0.5), p10Ms: rank(0.1), p90Ms: rank(0.9),
+        let deciles = Self.deciles(sorted)
+        self.init(medianMs: Self.median(sorted), p10Ms: deciles[0], p90Ms: deciles[8],
                   meanMs: sorted.reduce(0, +) / Double(sorted.count), minMs: sorted[0], runs: sorted.count)
+    }
+
+    /// `statistics.median` of ascending, non-empty values.
+    static func median(_ sorted: [Double]) -> Double {
+        let n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+
+    /// `statistics.quantiles(sorted, n=10, method="inclusive")` of ascending, non-empty values: the
+    /// 9 deciles, p10 first.
+    static func deciles(_ sorted: [Double]) -> [Double] {
+        guard sorted.count > 1 else { return Array(repeating: sorted[0], count: 9) }
+        let m = sorted.count - 1
+        return (1..<10).map { i in
+            // Python: j, delta = divmod(i * m, n); (data[j] * (n - delta) + data[j + 1] * delta) / n
+            let j = i * m / 10, delta = i * m % 10
+            return (sorted[j] * Double(10 - delta) + sorted[j + 1] * Double(delta)) / 10
+        }
     }
 }
 

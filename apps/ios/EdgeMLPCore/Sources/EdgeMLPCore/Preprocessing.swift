@@ -9,19 +9,40 @@ import Foundation
 /// normalization run in Float in numpy's order. `Tests/EdgeMLPCoreTests/Resources/preprocess_vectors.json`
 /// pins it.
 public struct Preprocessing {
-    public enum Error: Swift.Error, CustomStringConvertible {
+    /// The `preprocessing.color` values the app produces (Pillow mode names); the Android app accepts the same.
+    public static let supportedColors = ["RGB"]
+    /// The `preprocessing.layout` values the app produces; the Android app accepts the same.
+    public static let supportedLayouts = ["NCHW"]
+
+    /// Why a manifest's preprocessing cannot be followed. The descriptions are the Android app's
+    /// messages word for word (Preprocessing.kt `forManifest`; edge-mlp's tests compare them).
+    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        case badCrop([Int])
+        case unsupportedColor(String)
+        case unsupportedLayout(String)
         case unsupportedInterpolation(String)
         case badStatistics
         case pixelsDoNotMatch(width: Int, height: Int, count: Int)
+        case cropLargerThanImage(width: Int, height: Int)
 
         public var description: String {
             switch self {
+            case .badCrop(let crop):
+                return "preprocessing.crop must be [height, width] with positive sizes, got \(crop)"
+            case .unsupportedColor(let name):
+                return "preprocessing.color '\(name)' is not supported by the app "
+                    + "(supported: \(Preprocessing.supportedColors.joined(separator: ", ")))"
+            case .unsupportedLayout(let name):
+                return "preprocessing.layout '\(name)' is not supported by the app "
+                    + "(supported: \(Preprocessing.supportedLayouts.joined(separator: ", ")))"
             case .unsupportedInterpolation(let name):
                 return "interpolation '\(name)' is not supported by the app (supported: bilinear, bicubic)"
             case .badStatistics:
                 return "mean and std need 3 values (RGB)"
             case let .pixelsDoNotMatch(width, height, count):
                 return "\(count) RGBA bytes do not match \(width)x\(height)"
+            case let .cropLargerThanImage(width, height):
+                return "resized image \(width)x\(height) is smaller than the crop"
             }
         }
     }
@@ -47,7 +68,13 @@ public struct Preprocessing {
         self.scale = Float(scale)
     }
 
+    /// The preprocessing a manifest describes, refused with a message naming the field when the app
+    /// cannot follow it. Checked in this order, with the same accepted values and wording as the
+    /// Android app (Preprocessing.kt `forManifest`): crop, color, layout, interpolation, mean / std.
     public init(_ spec: PreprocessingSpec) throws {
+        guard spec.crop.count == 2, spec.crop.allSatisfy({ $0 > 0 }) else { throw Error.badCrop(spec.crop) }
+        guard Self.supportedColors.contains(spec.color) else { throw Error.unsupportedColor(spec.color) }
+        guard Self.supportedLayouts.contains(spec.layout) else { throw Error.unsupportedLayout(spec.layout) }
         try self.init(resize: spec.resize, cropHeight: spec.crop[0], cropWidth: spec.crop[1],
                       interpolation: spec.interpolation, mean: spec.mean, std: spec.std, scale: spec.scale)
     }
@@ -83,7 +110,7 @@ public struct Preprocessing {
             rgb = resampleColumns(rgb, width: w, height: h, outHeight: outHeight)
             h = outHeight
         }
-        precondition(w >= cropWidth && h >= cropHeight, "resized image \(w)x\(h) is smaller than the crop")
+        guard w >= cropWidth, h >= cropHeight else { throw Error.cropLargerThanImage(width: w, height: h) }
         return centerCrop(rgb, width: w, height: h)
     }
 

@@ -7,17 +7,64 @@ import XCTest
 final class BenchReportTests: XCTestCase {
     // MARK: statistics
 
-    func testNearestRankStatistics() throws {
+    func testStatisticsAreEdgeMLPs() throws {
         let samples: [Double] = [7, 3, 10, 1, 9, 2, 8, 4, 6, 5]
         let latency = try Latency(samplesMs: samples)
         XCTAssertEqual(latency.runs, 10)
         XCTAssertEqual(latency.minMs, 1)
         XCTAssertEqual(latency.meanMs, 5.5)
-        XCTAssertEqual(latency.p10Ms, 2)  // index round(0.9) = 1
-        XCTAssertEqual(latency.medianMs, 6)  // index round(4.5) = 5
-        XCTAssertEqual(latency.p90Ms, 9)  // index round(8.1) = 8
+        XCTAssertEqual(latency.p10Ms, 1.9)  // statistics.quantiles(n=10, method="inclusive")[0]
+        XCTAssertEqual(latency.medianMs, 5.5)  // statistics.median: the mean of 5 and 6
+        XCTAssertEqual(latency.p90Ms, 9.1)
         XCTAssertNil(latency.p5Ms)
         XCTAssertNil(latency.p95Ms)
+    }
+
+    private struct LatencyVectors: Decodable {
+        struct Case: Decodable {
+            let name: String
+            let samplesMs: [Double]
+            let medianMs: Double
+            let p10Ms: Double
+            let p90Ms: Double
+            let meanMs: Double
+            let minMs: Double
+            let runs: Int
+
+            enum CodingKeys: String, CodingKey {
+                case name
+                case samplesMs = "samples_ms"
+                case medianMs = "median_ms"
+                case p10Ms = "p10_ms"
+                case p90Ms = "p90_ms"
+                case meanMs = "mean_ms"
+                case minMs = "min_ms"
+                case runs
+            }
+        }
+
+        let cases: [Case]
+    }
+
+    /// `Resources/latency_vectors.json`: what edge_mlp/timing.py `Latency.from_samples` reports
+    /// for the same runs (edge-mlp's tests check the file against Python; the Android app reads it too).
+    func testLatencyVectorsAreWhatPythonReports() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "latency_vectors", withExtension: "json",
+                                                  subdirectory: "Resources"))
+        let vectors = try JSONDecoder().decode(LatencyVectors.self, from: Data(contentsOf: url))
+        XCTAssertFalse(vectors.cases.isEmpty)
+        for c in vectors.cases {
+            let latency = try Latency(samplesMs: c.samplesMs)
+            // Exact in Python; the tolerance only absorbs a JSON decoder that does not round-trip.
+            let tolerance = 1e-12 * max(1, abs(c.medianMs))
+            XCTAssertEqual(latency.medianMs, c.medianMs, accuracy: tolerance, c.name)
+            XCTAssertEqual(try XCTUnwrap(latency.p10Ms), c.p10Ms, accuracy: tolerance, c.name)
+            XCTAssertEqual(try XCTUnwrap(latency.p90Ms), c.p90Ms, accuracy: tolerance, c.name)
+            XCTAssertEqual(latency.minMs, c.minMs, c.name)
+            XCTAssertEqual(latency.runs, c.runs, c.name)
+            // Python's fmean sums exactly; the app sums in order: equal to rounding.
+            XCTAssertEqual(latency.meanMs, c.meanMs, accuracy: 1e-12 * c.meanMs, c.name)
+        }
     }
 
     func testOneSampleIsEveryStatistic() throws {
@@ -32,7 +79,6 @@ final class BenchReportTests: XCTestCase {
             let l = try Latency(samplesMs: samples)
             let order = try [l.minMs, XCTUnwrap(l.p10Ms), l.medianMs, XCTUnwrap(l.p90Ms)]
             XCTAssertEqual(order, order.sorted())
-            XCTAssertTrue(samples.contains(l.medianMs))
         }
     }
 

@@ -70,4 +70,34 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertThrowsError(try Preprocessing(resize: 2, cropHeight: 2, cropWidth: 2, interpolation: "nearest",
                                                mean: [0, 0, 0], std: [1, 1, 1], scale: 1))
     }
+
+    private func refusal(crop: [Int] = [2, 2], color: String = "RGB", layout: String = "NCHW") -> String? {
+        let spec = PreprocessingSpec(resize: 2, crop: crop, interpolation: "bilinear", mean: [0, 0, 0], std: [1, 1, 1],
+                                     scale: 1, color: color, layout: layout)
+        do {
+            _ = try Preprocessing(spec)
+            return nil
+        } catch {
+            return String(describing: error)
+        }
+    }
+
+    /// The Android app refuses the same specs in the same words (edge-mlp's tests compare the two).
+    func testAManifestPreprocessingTheAppCannotFollowIsRefused() {
+        XCTAssertNil(refusal())
+        XCTAssertEqual(refusal(crop: [2]), "preprocessing.crop must be [height, width] with positive sizes, got [2]")
+        XCTAssertEqual(refusal(crop: [0, 2]), "preprocessing.crop must be [height, width] with positive sizes, got [0, 2]")
+        XCTAssertEqual(refusal(color: "BGR"), "preprocessing.color 'BGR' is not supported by the app (supported: RGB)")
+        XCTAssertEqual(refusal(layout: "NHWC"),
+                       "preprocessing.layout 'NHWC' is not supported by the app (supported: NCHW)")
+        XCTAssertEqual(refusal(crop: [2], color: "BGR", layout: "NHWC"), refusal(crop: [2]))
+    }
+
+    func testACropLargerThanTheResizedImageIsAnErrorNotACrash() throws {
+        let pre = try Preprocessing(resize: 2, cropHeight: 3, cropWidth: 2, interpolation: "bilinear",
+                                    mean: [0, 0, 0], std: [1, 1, 1], scale: 1)
+        XCTAssertThrowsError(try pre.resizeAndCrop(rgba: [UInt8](repeating: 0, count: 16), width: 2, height: 2)) {
+            XCTAssertEqual($0 as? Preprocessing.Error, .cropLargerThanImage(width: 2, height: 2))
+        }
+    }
 }

@@ -58,7 +58,7 @@ object Benchmarker {
      */
     fun fixedInput(context: Context, model: BundledModel, samples: List<BundledSample>): FloatArray {
         val preprocessing = model.manifest.preprocessing.toPreprocessing()
-        val pixels = samples.firstOrNull()?.let { Images.asset(context.assets, it.assetPath).toPixels() }
+        val pixels = samples.firstOrNull()?.let { Images.assetPixels(context.assets, it.assetPath) }
             ?: preprocessing.resize.let { side -> Pixels(IntArray(side * side) { 0xFF808080.toInt() }, side, side) }
         return preprocessing.apply(pixels.argb, pixels.width, pixels.height)
     }

@@ -1,6 +1,5 @@
 package dev.edgemlp.demo.core
 
-import kotlin.math.round
 import kotlinx.serialization.SerialName
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.json.Json
@@ -95,18 +94,18 @@ data class ShiftCost(
 )
 
 /**
- * Statistics of the timed runs. Percentiles are nearest-rank: the value at index round(q * (N - 1))
- * of the sorted latencies, rounding half to even as Python's round() does, for q = 0.1, 0.5, 0.9
- * (so the median of an even N is the upper-middle or lower-middle run, not their mean).
+ * Statistics of the timed runs, as edge-mlp's host benchmark computes them (`Latency.from_samples`
+ * in edge_mlp/timing.py, see [LatencyStats]): the median of an even N is the mean of the two middle
+ * runs, p10 / p90 interpolate linearly between the two nearest runs.
  */
 fun latencyOf(latenciesMs: List<Double>): Latency {
     require(latenciesMs.isNotEmpty()) { "no timed runs" }
     val sorted = latenciesMs.sorted()
-    fun rank(q: Double) = sorted[round(q * (sorted.size - 1)).toInt()]
+    val deciles = LatencyStats.deciles(sorted)
     return Latency(
-        medianMs = rank(0.5),
-        p10Ms = rank(0.1),
-        p90Ms = rank(0.9),
+        medianMs = LatencyStats.median(sorted),
+        p10Ms = deciles.first(),
+        p90Ms = deciles.last(),
         meanMs = sorted.average(),
         minMs = sorted.first(),
         runs = sorted.size,

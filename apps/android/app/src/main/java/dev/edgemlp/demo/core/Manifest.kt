@@ -126,11 +126,9 @@ fun parseManifest(json: String): Manifest {
     }
 }
 
-/** The shared preprocessing (Preprocessing.kt) this spec describes; it produces RGB NCHW floats only. */
-fun PreprocessingSpec.toPreprocessing(): Preprocessing {
-    require(crop.size == 2) { "preprocessing.crop must be [height, width], got $crop" }
-    require(color == "RGB" && layout == "NCHW") {
-        "preprocessing produces RGB NCHW input; this manifest asks for $color $layout"
-    }
-    return Preprocessing(resize, crop[0], crop[1], interpolation, mean.toDoubleArray(), std.toDoubleArray(), scale)
-}
+/**
+ * The shared preprocessing (Preprocessing.kt) this spec describes. It produces RGB NCHW floats
+ * only; anything else is refused as the iOS app refuses it ([Preprocessing.forManifest]).
+ */
+fun PreprocessingSpec.toPreprocessing(): Preprocessing =
+    Preprocessing.forManifest(resize, crop, interpolation, mean, std, scale, color, layout)

@@ -25,19 +25,23 @@ class Preprocessing(
     std: DoubleArray,
     scale: Double
 ) {
-    init {
-        require(mean.size == 3 && std.size == 3) { "mean and std need 3 values (RGB)" }
-    }
-
+    // Checked in the iOS port's order: the interpolation, then the statistics.
     private val filter: Filter = FILTERS[interpolation]
         ?: throw IllegalArgumentException(
             "interpolation '$interpolation' is not supported by the app (supported: ${FILTERS.keys.joinToString()})"
         )
+
+    init {
+        require(mean.size == 3 && std.size == 3) { "mean and std need 3 values (RGB)" }
+    }
     private val mean32 = FloatArray(3) { mean[it].toFloat() }
     private val std32 = FloatArray(3) { std[it].toFloat() }
     private val scale32 = scale.toFloat()
 
-    /** ARGB pixels in `Bitmap.getPixels` order -> (1, 3, cropHeight, cropWidth) floats, NCHW. */
+    /**
+     * Pixels as 0xAARRGGBB ints, not premultiplied, row-major (see [argbOfRgbaBytes]) ->
+     * (1, 3, cropHeight, cropWidth) floats, NCHW.
+     */
     fun apply(argb: IntArray, width: Int, height: Int): FloatArray =
         normalize(resizeAndCrop(argb, width, height))
 
@@ -164,6 +168,63 @@ class Preprocessing(
     private class Filter(val support: Double, val weight: (Double) -> Double)
 
     companion object {
+        /** The `preprocessing.color` values the app produces (Pillow mode names); the iOS port accepts the same. */
+        val SUPPORTED_COLORS: List<String> = listOf("RGB")
+
+        /** The `preprocessing.layout` values the app produces; the iOS port accepts the same. */
+        val SUPPORTED_LAYOUTS: List<String> = listOf("NCHW")
+
+        /**
+         * The preprocessing a manifest's `preprocessing` dict describes, refused with a message
+         * naming the field when the app cannot follow it. Checked in this order, with the same
+         * accepted values and wording as the iOS app's `Preprocessing.init(_ spec:)`: crop, color,
+         * layout, interpolation, mean / std.
+         */
+        fun forManifest(
+            resize: Int,
+            crop: List<Int>,
+            interpolation: String,
+            mean: List<Double>,
+            std: List<Double>,
+            scale: Double,
+            color: String,
+            layout: String
+        ): Preprocessing {
+            require(crop.size == 2 && crop.all { it > 0 }) {
+                "preprocessing.crop must be [height, width] with positive sizes, got $crop"
+            }
+            require(color in SUPPORTED_COLORS) {
+                "preprocessing.color '$color' is not supported by the app (supported: ${SUPPORTED_COLORS.joinToString()})"
+            }
+            require(layout in SUPPORTED_LAYOUTS) {
+                "preprocessing.layout '$layout' is not supported by the app (supported: ${SUPPORTED_LAYOUTS.joinToString()})"
+            }
+            return Preprocessing(resize, crop[0], crop[1], interpolation, mean.toDoubleArray(), std.toDoubleArray(), scale)
+        }
+
+        /**
+         * 8-bit RGBA bytes as `Bitmap.copyPixelsToBuffer` writes an ARGB_8888 bitmap (R, G, B, A in
+         * memory, `rowBytes` per row) -> the 0xAARRGGBB ints [apply] takes. The values are copied,
+         * not converted: no color space, no (un)premultiplication.
+         */
+        fun argbOfRgbaBytes(bytes: ByteArray, width: Int, height: Int, rowBytes: Int): IntArray {
+            require(width > 0 && height > 0 && rowBytes >= width * 4 && bytes.size >= rowBytes * (height - 1) + width * 4) {
+                "${bytes.size} bytes do not hold ${width}x$height RGBA pixels at $rowBytes bytes per row"
+            }
+            val argb = IntArray(width * height)
+            for (y in 0 until height) {
+                for (x in 0 until width) {
+                    val at = y * rowBytes + x * 4
+                    val r = bytes[at].toInt() and 0xFF
+                    val g = bytes[at + 1].toInt() and 0xFF
+                    val b = bytes[at + 2].toInt() and 0xFF
+                    val a = bytes[at + 3].toInt() and 0xFF
+                    argb[y * width + x] = (a shl 24) or (r shl 16) or (g shl 8) or b
+                }
+            }
+            return argb
+        }
+
         private const val PRECISION_BITS = 32 - 8 - 2
         private const val ONE = (1 shl PRECISION_BITS).toDouble()
         private const val ROUNDING = 1 shl (PRECISION_BITS - 1)

@@ -11,13 +11,13 @@ import dev.edgemlp.demo.BundledModels
 import dev.edgemlp.demo.BundledSample
 import dev.edgemlp.demo.Images
 import dev.edgemlp.demo.Pixels
+import dev.edgemlp.demo.core.PerResizeDecode
 import dev.edgemlp.demo.core.Prediction
 import dev.edgemlp.demo.core.softmax
 import dev.edgemlp.demo.core.toPreprocessing
 import dev.edgemlp.demo.core.topK
 import dev.edgemlp.demo.runtime.Classifier
 import dev.edgemlp.demo.runtime.Classifiers
-import dev.edgemlp.demo.toPixels
 import java.util.concurrent.Executors
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.asCoroutineDispatcher
@@ -57,6 +57,34 @@ data class DemoState(
 )
 
 /**
+ * The image being classified, kept as its source rather than as decoded pixels: a photo is decoded
+ * for the model it is classified with (see [Images.photoPixels]). Decoded on the runtime thread, and
+ * touched there only.
+ */
+private sealed class ImageSource {
+    abstract fun pixelsFor(app: Application, model: BundledModel): Pixels
+
+    /** A bundled sample: decoded once, at full size, whatever the model. */
+    class Sample(private val assetPath: String) : ImageSource() {
+        private var pixels: Pixels? = null
+
+        override fun pixelsFor(app: Application, model: BundledModel): Pixels =
+            pixels ?: Images.assetPixels(app.assets, assetPath).also { pixels = it }
+    }
+
+    /** A picked photo: decoded again for each model input size (see [PerResizeDecode]). */
+    class Photo(private val uri: Uri) : ImageSource() {
+        private var decoded: PerResizeDecode<Pixels>? = null
+
+        override fun pixelsFor(app: Application, model: BundledModel): Pixels {
+            val perResize = decoded ?: PerResizeDecode { resize -> Images.photoPixels(app, uri, resize) }
+            decoded = perResize
+            return perResize.forResize(model.manifest.preprocessing.resize)
+        }
+    }
+}
+
+/**
  * Holds the bundle, the chosen model and image, and runs inference. All runtime work happens on
  * one dedicated thread: the runtimes' modules are not thread-safe, and closing one while it runs
  * must not happen, so loading, classifying, benchmarking and closing are queued there in order.
@@ -69,7 +97,7 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     private val runtime = runtimeThread.asCoroutineDispatcher()
     private var classifier: Classifier? = null // touched on the runtime thread only
     private var classifierModel: BundledModel? = null
-    private var pixels: Pixels? = null
+    private var source: ImageSource? = null // set on the main thread; decoded on the runtime thread
     private val threads = Benchmarker.defaultThreads()
 
     init {
@@ -96,7 +124,7 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     }
 
     fun selectSample(thumb: SampleThumb) {
-        pixels = thumb.bitmap.toPixels()
+        source = ImageSource.Sample(thumb.sample.assetPath)
         _state.update { it.copy(image = thumb.bitmap, imageName = thumb.sample.label, result = null, error = null) }
         classify()
     }
@@ -104,10 +132,11 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     fun selectPhoto(uri: Uri) {
         val model = _state.value.selected
         viewModelScope.launch {
-            val minSide = 4 * (model?.manifest?.preprocessing?.resize ?: 224)
-            runCatching { withContext(Dispatchers.IO) { Images.photo(getApplication(), uri, minSide) } }
+            // The preview; the model's pixels are decoded in classify(), for each model anew.
+            val resize = model?.manifest?.preprocessing?.resize ?: 224
+            runCatching { withContext(Dispatchers.IO) { Images.photo(getApplication(), uri, resize) } }
                 .onSuccess { bitmap ->
-                    pixels = bitmap.toPixels()
+                    source = ImageSource.Photo(uri)
                     _state.update { it.copy(image = bitmap, imageName = "picked photo", result = null, error = null) }
                     classify()
                 }
@@ -118,14 +147,15 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     /** Preprocesses the current image for the current model, runs it, and shows the top 5. */
     private fun classify() {
         val model = _state.value.selected ?: return
-        val image = pixels ?: return
+        val image = source ?: return
         _state.update { it.copy(busy = true) }
         viewModelScope.launch {
             val outcome = runCatching {
                 withContext(runtime) {
                     val c = classifierFor(model)
+                    val pixels = image.pixelsFor(getApplication(), model)
                     val t0 = System.nanoTime()
-                    val input = model.manifest.preprocessing.toPreprocessing().apply(image.argb, image.width, image.height)
+                    val input = model.manifest.preprocessing.toPreprocessing().apply(pixels.argb, pixels.width, pixels.height)
                     val preprocessNanos = System.nanoTime() - t0
                     val probabilities = softmax(c.classify(input))
                     Classification(topK(probabilities, 5, model.labels), c.lastForwardNanos / 1e6, preprocessNanos / 1e6, c.backend)

@@ -3,6 +3,7 @@ package dev.edgemlp.demo.core
 import kotlinx.serialization.json.JsonArray
 import kotlinx.serialization.json.JsonNull
 import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.double
 import kotlinx.serialization.json.int
 import kotlinx.serialization.json.jsonArray
 import kotlinx.serialization.json.jsonObject
@@ -19,12 +20,12 @@ class BenchReportTest {
     private val settings = BenchSettings(warmup = 10, runs = 10, threads = 4)
 
     @Test
-    fun nearestRankStatistics() {
+    fun statisticsAreEdgeMlps() {
         val lat = latencyOf(listOf(5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 9.0, 8.0, 7.0, 6.0))
-        // sorted 1..10; index round(q * 9): q=0.1 -> 1, q=0.5 -> round(4.5) = 4 (half to even), q=0.9 -> 8
-        assertEquals(5.0, lat.medianMs, 0.0)
-        assertEquals(2.0, lat.p10Ms!!, 0.0)
-        assertEquals(9.0, lat.p90Ms!!, 0.0)
+        // sorted 1..10: statistics.median = (5 + 6) / 2; quantiles(n=10, method="inclusive") -> 1.9 ... 9.1
+        assertEquals(5.5, lat.medianMs, 0.0)
+        assertEquals(1.9, lat.p10Ms!!, 0.0)
+        assertEquals(9.1, lat.p90Ms!!, 0.0)
         assertEquals(5.5, lat.meanMs, 1e-12)
         assertEquals(1.0, lat.minMs, 0.0)
         assertEquals(10, lat.runs)
@@ -34,13 +35,36 @@ class BenchReportTest {
         assertThrows(IllegalArgumentException::class.java) { latencyOf(emptyList()) }
     }
 
+    /**
+     * `latency_vectors.json`: what edge_mlp/timing.py `Latency.from_samples` reports for the same runs
+     * (edge-mlp's tests check the file against Python, and LatencyStats.kt bit for bit; iOS reads it too).
+     */
+    @Test
+    fun latencyVectorsAreWhatPythonReports() {
+        val cases = EdgeMlpJson.parseToJsonElement(resourceText("latency_vectors.json")).jsonObject["cases"]!!.jsonArray
+        assert(cases.isNotEmpty())
+        for (element in cases) {
+            val c = element.jsonObject
+            val name = c["name"]!!.jsonPrimitive.content
+            fun number(key: String) = c[key]!!.jsonPrimitive.double
+            val lat = latencyOf(c["samples_ms"]!!.jsonArray.map { it.jsonPrimitive.double })
+            assertEquals(name, number("median_ms"), lat.medianMs, 0.0)
+            assertEquals(name, number("p10_ms"), lat.p10Ms!!, 0.0)
+            assertEquals(name, number("p90_ms"), lat.p90Ms!!, 0.0)
+            assertEquals(name, number("min_ms"), lat.minMs, 0.0)
+            assertEquals(name, c["runs"]!!.jsonPrimitive.int, lat.runs)
+            // Python's fmean sums exactly; the app sums in order: equal to rounding.
+            assertEquals(name, number("mean_ms"), lat.meanMs, 1e-12 * lat.meanMs)
+        }
+    }
+
     @Test
     fun throughputAndGflopsFollowTheMedian() {
         val r = benchReport(manifest, Backends.EXECUTORCH, List(10) { 2.0 + it }, machine, settings, "android:Pixel 9")
         val result = r.results.single()
-        assertEquals(6.0, result.latency.medianMs, 0.0) // sorted 2..11, index round(4.5) = 4
-        assertEquals(1000.0 / 6.0, result.throughputIps, 1e-9)
-        assertEquals(2.0 * 4_426_240 / (6.0 * 1e6), result.gflops, 1e-12)
+        assertEquals(6.5, result.latency.medianMs, 0.0) // sorted 2..11: (6 + 7) / 2
+        assertEquals(1000.0 / 6.5, result.throughputIps, 1e-9)
+        assertEquals(2.0 * 4_426_240 / (6.5 * 1e6), result.gflops, 1e-12)
         assertEquals(manifest.artifact.file, result.artifact)
         assertEquals(manifest.artifact.sizeBytes, result.sizeBytes)
         assertEquals(manifest.shiftLowering.used, result.shiftLowering)

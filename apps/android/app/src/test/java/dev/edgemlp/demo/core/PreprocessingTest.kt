@@ -72,4 +72,34 @@ class PreprocessingTest {
     fun unsupportedInterpolationIsRefused() {
         Preprocessing(2, 2, 2, "nearest", doubleArrayOf(0.0, 0.0, 0.0), doubleArrayOf(1.0, 1.0, 1.0), 1.0)
     }
+
+    private fun refusal(crop: List<Int> = listOf(2, 2), color: String = "RGB", layout: String = "NCHW"): String? =
+        try {
+            Preprocessing.forManifest(2, crop, "bilinear", listOf(0.0, 0.0, 0.0), listOf(1.0, 1.0, 1.0), 1.0, color, layout)
+            null
+        } catch (e: IllegalArgumentException) {
+            e.message
+        }
+
+    /** The iOS app refuses the same specs in the same words (edge-mlp's tests compare the two). */
+    @Test
+    fun aManifestPreprocessingTheAppCannotFollowIsRefused() {
+        assertEquals(null, refusal())
+        assertEquals("preprocessing.crop must be [height, width] with positive sizes, got [2]", refusal(crop = listOf(2)))
+        assertEquals("preprocessing.crop must be [height, width] with positive sizes, got [0, 2]", refusal(crop = listOf(0, 2)))
+        assertEquals("preprocessing.color 'BGR' is not supported by the app (supported: RGB)", refusal(color = "BGR"))
+        assertEquals("preprocessing.layout 'NHWC' is not supported by the app (supported: NCHW)", refusal(layout = "NHWC"))
+        assertEquals(refusal(crop = listOf(2)), refusal(crop = listOf(2), color = "BGR", layout = "NHWC"))
+    }
+
+    /** What `Bitmap.copyPixelsToBuffer` writes (R, G, B, A bytes, padded rows) becomes ARGB ints unchanged. */
+    @Test
+    fun bitmapBytesBecomeArgbUnchanged() {
+        val bytes = byteArrayOf(
+            1, 2, 3, 4, -1, 0, -128, 127, 9, 9, // row 0 + 2 padding bytes
+            10, 20, 30, -1, 40, 50, 60, 0, 9, 9,
+        )
+        val argb = Preprocessing.argbOfRgbaBytes(bytes, 2, 2, 10)
+        assertArrayEquals(intArrayOf(0x04010203, 0x7FFF0080, 0xFF0A141E.toInt(), 0x0028323C), argb)
+    }
 }
