@@ -6,21 +6,28 @@ STAMP := $(VENV)/.edge-mlp-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 EVAL_SUBSET := edge_mlp/assets/fashion_mnist_eval2000.npz
 
-.PHONY: setup data demo test app-vectors zoo-stats shift-choice clean
+.PHONY: setup test-setup demo test app-vectors zoo-stats shift-choice clean
 
-setup: $(STAMP) data
+# `make demo` installs what the demo runs (the package and its runtimes, into the venv); `make
+# test` adds the test tools and, as root, two Debian packages (below).
+setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	@touch $(STAMP)
 
-# Debian packages, installed when missing and we are root: Fashion-MNIST (~30 MB) for full-test-set
-# parity and training, and Kotlin (kotlinc) to compile the Android app's preprocessing in the tests.
-# Without them the suite uses the committed subsets and skips the Kotlin check, saying so.
+TEST_STAMP := $(VENV)/.edge-mlp-test-installed
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
+
+# Debian packages for the tests, installed when missing and we are root: Fashion-MNIST (~30 MB) for
+# full-test-set parity, and Kotlin (kotlinc) to compile the Android app's preprocessing. Without them
+# the suite uses the committed subsets and skips the Kotlin check, saying so.
 APT_INSTALL := apt-get install -y -qq
-data:
+test-setup: $(TEST_STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  [ -f $(FASHION_MNIST) ] || missing="$$missing dataset-fashion-mnist"; \
@@ -57,7 +64,7 @@ demo: setup
 # One pytest-xdist worker per core (at most 4: each holds torch and the runtimes in memory); the
 # workers share one cache of converted artifacts (tests/conftest.py).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
-test: setup
+test: test-setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:

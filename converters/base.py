@@ -124,15 +124,32 @@ class Converter(ABC):
     def coverage_summary(self, coverage: dict[str, Any]) -> str:
         """One short cell for the summary table, e.g. "212/212 delegated"."""
 
+    def open_model(self, artifact: Path, threads: int | None = None, **options: Any) -> HostModel:
+        """`load`, with the runtime's refusal of the file turned into one line. The artifact's
+        sha256 matched its manifest before this, so such a file was written corrupt (or the
+        manifest was edited to match it): say so instead of showing the runtime's traceback."""
+        try:
+            return self.load(artifact, threads=threads, **options)
+        except (EdgeMlpError, MemoryError):
+            raise
+        except Exception as err:  # the runtime's own error types differ per target and version
+            from edge_mlp.quiet import native_log
+
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            detail = "; ".join(d for d in (native_log(err), lines[0]) if d)[:300]
+            raise EdgeMlpError(f"{self.host_runtime_package} cannot load {artifact.name} ({detail}): "
+                               f"it is corrupt or not {'an' if self.target[0] in 'aeiou' else 'a'} {self.target} artifact; "
+                               "re-convert it") from None
+
     def run(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
-        return self.load(artifact, **options)(x)
+        return self.open_model(artifact, **options)(x)
 
     def predict(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
         """Logits for a batch of any size: the artifact takes one image at a time."""
         import numpy as np
 
         self.check_options(options)
-        model = self.load(artifact, **options)
+        model = self.open_model(artifact, **options)
         return np.concatenate([model(x[i : i + 1]) for i in range(len(x))])
 
     def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,

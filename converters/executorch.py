@@ -30,9 +30,12 @@ class _Program(HostModel):
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
-        if threads is not None:
-            portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's pool; the only knob the pybindings expose
-        self.method = Runtime.get().load_program(str(artifact)).load_method("forward")
+        from edge_mlp.quiet import native_stderr
+
+        with native_stderr():  # the threadpool's cpuinfo probing logs to fd 2
+            if threads is not None:
+                portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's pool; the only knob the pybindings expose
+            self.method = Runtime.get().load_program(str(artifact)).load_method("forward")
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         import torch

@@ -52,7 +52,13 @@ def quantize_pt2e(
         for batch in calibration:
             prepared(batch)
     with stage("quantize"):
-        return convert_pt2e(prepared, fold_quantize=fold_quantize)
+        quantized = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    # Exported from an eval() model, the graph already computes inference, but its `training` flag
+    # stays True (exported GraphModules refuse .eval()) and litert-torch warns "converted in
+    # training mode": say what it is.
+    for module in quantized.modules():
+        module.training = False
+    return quantized
 
 
 def quantize_request(converter: Converter, request: ConversionRequest,

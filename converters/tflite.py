@@ -31,9 +31,12 @@ _MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak
 def _interpreter(path: Path, delegates: bool = True, threads: int | None = None):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from edge_mlp.quiet import native_stderr
+
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver, num_threads=threads)
-    it.allocate_tensors()
+    with native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        it = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver, num_threads=threads)
+        it.allocate_tensors()
     return it
 
 
@@ -238,7 +241,10 @@ class TFLiteConverter(Converter):
         return quantizer, rewrite, "litert-torch PT2EQuantizer (as converted)"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
-        import litert_torch
+        from edge_mlp.quiet import native_stderr
+
+        with native_stderr():  # TensorFlow's import: absl's banner, "oneDNN custom operations are on"
+            import litert_torch
 
         model, x = request.model, request.example
         quantization = None
@@ -248,13 +254,13 @@ class TFLiteConverter(Converter):
             from .pt2e import quantize_request
 
             graph, quantizer, quantization = quantize_request(self, request, fold_quantize=False)
-            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner():
+            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner(), native_stderr():
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
-            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner():
+            with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner(), native_stderr():
                 edge_model = litert_torch.convert(model, (x,))
         path = request.work_dir / f"{request.stem}{self.suffix}"
-        with request.stage("save"):
+        with request.stage("save"), native_stderr():  # the MLIR converter runs here
             edge_model.export(str(path))
         raw = _interpreter(path, delegates=False)
         delegated = _interpreter(path, delegates=True)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .apps import AppLayout, app_layout
 from .errors import EdgeMlpError
-from .data import npz
-from .fileio import TEMP_PREFIX, publish, staging_dir
+from .data import npz, open_image
+from .fileio import TEMP_PREFIX, folder_lock, publish, staging_dir
 from .manifest import MANIFEST_SUFFIX, Manifest, open_artifact, split_artifact_path
 
 SAMPLES_DIR = "samples"
@@ -74,12 +74,15 @@ def bundle(job: BundleJob) -> BundleResult:
         (stage / SAMPLES_DIR).mkdir()
         for name, image in images:
             image.save(stage / SAMPLES_DIR / name)
-        if job.clean:
-            for old in bundle_dir.iterdir():
-                if old.name not in KEEP and not old.name.startswith(TEMP_PREFIX):
-                    shutil.rmtree(old) if old.is_dir() else old.unlink()
-        for staged in sorted(stage.iterdir()):
-            publish(staged, bundle_dir / staged.name)
+        # Two bundles into one app publish one after the other. The lock file sits in the app's
+        # root, not among the assets that are packaged into it.
+        with folder_lock(app_dir):
+            if job.clean:
+                for old in bundle_dir.iterdir():
+                    if old.name not in KEEP and not old.name.startswith(TEMP_PREFIX):
+                        shutil.rmtree(old) if old.is_dir() else old.unlink()
+            for staged in sorted(stage.iterdir()):
+                publish(staged, bundle_dir / staged.name)
     bundled = [BundledArtifact(bundle_dir / c.artifact.name, c.manifest) for c in checked]
     return BundleResult(layout, bundle_dir, bundled, [name for name, _ in images], skipped)
 
@@ -160,11 +163,8 @@ def _sample_images(given: list[str] | None, count: int) -> list[tuple[str, Image
             files += sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
         out = []
         for i, f in enumerate(files):
-            try:
-                with Image.open(f) as im:
-                    image = im.convert("RGB") if im.mode not in ("L", "RGB", "RGBA") else im.copy()
-            except (OSError, UnidentifiedImageError) as err:
-                raise EdgeMlpError(f"cannot read sample image {f}: {err}; give PNG or JPEG files") from None
+            image = open_image(f, "sample image")
+            image = image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB")
             out.append((f"{i}_{_safe(f.stem)}.png", image))
         return out
     from .demo import EVAL_SUBSET

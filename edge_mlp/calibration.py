@@ -16,7 +16,8 @@ from .data import IMAGE_SUFFIXES, image_files, npz, preprocess_all, read_image
 from .errors import EdgeMlpError
 from .preprocess import Preprocessing
 
-FASHION_NOTE = "real images: 256 stratified Fashion-MNIST training images (edge_mlp/assets)"
+FASHION_NOTE = ("real Fashion-MNIST clothing images, evenly spaced over the 256 stratified training images "
+                "in edge_mlp/assets: the demo checkpoints' domain")
 SYNTHETIC_NOTE = (
     "synthetic images with natural-image statistics (1/f amplitude spectrum, correlated RGB), "
     "generated deterministically; not real photos"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import __version__, interrupts
+from .quiet import quiet_cli_process
 from .errors import EdgeMlpError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .models import get_spec, resolve_config
+    from .models import get_spec, input_sizes, resolve_config
     from .stats import model_stats
 
     spec = get_spec(args.name)
@@ -75,6 +76,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     table.add_row("params", f"{stats.params:,}")
     table.add_row("GMACs", f"{stats.gmacs:.3f} at {h}x{w}")
     table.add_row("input", f"1x{c}x{h}x{w} float32, NCHW")
+    sizes_for = {k: v for k, v in _overrides(args).items() if k != "img_size"}
+    table.add_row("input sizes", input_sizes(args.name, **sizes_for).describe())
     if config.data:
         table.add_row("preprocessing", f"mean {config.data.mean}, std {config.data.std}, "
                       f"crop_pct {config.data.crop_pct}, {config.data.interpolation}")
@@ -130,7 +133,7 @@ class _StageProgress:
 def cmd_convert(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .convert import ConvertJob, convert
+    from .convert import ConvertJob, convert, plan
     from .converters import get_converter
 
     console = _console()
@@ -138,11 +141,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         model=args.name, target=args.target, precision=args.precision, weights=args.weights,
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
         calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
-        max_drop=args.max_drop,
+        max_drop=args.max_drop, force=args.force,
     )
+    checked = plan(job)  # bad input fails here, before anything is drawn or loaded
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        results = convert(job, _StageProgress(progress))
+        results = convert(job, _StageProgress(progress), checked)
     table = _table(title=f"{args.out}/{args.name}-TARGET-PRECISION.* (+ .manifest.json)")
     for col in ("target", "precision", "size", "time", "coverage", "shift"):
         table.add_column(col, justify="right" if col in ("size", "time") else "left")
@@ -153,13 +157,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
                       f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
                       m.shift_lowering.used)
     console.print(table)
+    for r in results:
+        if r.replaced:
+            console.print(r.replaced, highlight=False, soft_wrap=True)
     return 0
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from .parity import run_parity, write_json
+    from .fileio import check_output_file
+    from .parity import check_extras, run_parity, write_json
 
     console = _console()
+    if args.json:
+        check_output_file(args.json, (".json",), "--json")
+    if args.trace:
+        check_output_file(args.trace, (".npz",), "--trace")
+    check_extras(args.artifact, per_layer=args.per_layer, trace=bool(args.trace))
     with console.status("running artifact and PyTorch reference..."):
         report = run_parity(args.artifact, data=args.data, limit=args.limit, mil_precision=args.mil_precision)
     table = _table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",
@@ -195,16 +208,24 @@ def cmd_parity(args: argparse.Namespace) -> int:
         _print_trace(args)
     if args.max_drop is not None and report.drop_pts > args.max_drop:
         _console(stderr=True).print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         return 1
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchJob, run_bench, validate
-    from .bench.output import markdown_table, plot, profile_markdown, shift_markdown, write_csv, write_json
+    from .bench.output import (
+        OUTPUT_SUFFIXES, markdown_table, plot, profile_markdown, shift_markdown, write_csv, write_json,
+    )
+    from .fileio import check_output_dir, check_output_file
 
     console = _console()
+    for option, path in (("json", args.json), ("csv", args.csv), ("plot", args.plot)):
+        if path:
+            check_output_file(path, OUTPUT_SUFFIXES[option], f"--{option}")
+    if args.keep_artifacts:
+        check_output_dir(args.keep_artifacts, "--keep-artifacts")
     if args.device != "host":
         from .bench.device import run_on_device
 
@@ -223,18 +244,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         problems = validate(data)
         if problems:  # a bug, not bad input: say so loudly
             raise RuntimeError("bench produced an inconsistent report: " + "; ".join(problems))
-    console.print(markdown_table(data), highlight=False)
+    console.print(markdown_table(data), highlight=False, soft_wrap=True)
     if data.get("shift_costs"):
-        console.print(shift_markdown(data), highlight=False)
+        console.print(shift_markdown(data), highlight=False, soft_wrap=True)
     if any(r.get("profile") for r in data["results"]):
-        console.print(profile_markdown(data), highlight=False)
+        console.print(profile_markdown(data), highlight=False, soft_wrap=True)
     machine = data["machine"]
     console.print(f"{machine['description']}, {machine['threads']} threads; fp32 GEMM peak "
-                  f"{machine.get('gemm_peak_gflops')} GFLOP/s", highlight=False)
+                  f"{machine.get('gemm_peak_gflops')} GFLOP/s", highlight=False, soft_wrap=True)
     for path, writer in ((args.json, write_json), (args.csv, write_csv), (args.plot, plot)):
         if path:
             writer(data, path)
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -246,7 +267,7 @@ def _print_trace(args: argparse.Namespace) -> None:
     with console.status("tracing the MIL program op by op..."), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows, note = trace_coreml(args.artifact, args.trace, data=args.data, mil_precision=args.mil_precision)
-    console.print(f"per-op outputs of the first image written to {args.trace} ({note})", highlight=False)
+    console.print(f"per-op outputs of the first image written to {args.trace} ({note})", highlight=False, soft_wrap=True)
     matched = [r for r in rows if r.rel_diff is not None]
     if not matched:
         return
@@ -259,7 +280,7 @@ def _print_trace(args: argparse.Namespace) -> None:
     console.print(table)
     first = first_divergence(rows, threshold=1e-2)
     console.print("first op over 1e-2 relative: " + (f"#{first.index} {first.mil_name} ({first.op_type})"
-                                                      if first else "none"), highlight=False)
+                                                      if first else "none"), highlight=False, soft_wrap=True)
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -277,12 +298,45 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         table.add_row(item.artifact.name, m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
                       f"{m.artifact.sha256[:12]}...")
     console.print(table)
-    console.print(f"{len(result.samples)} sample images in {result.bundle_dir / 'samples'}", highlight=False)
+    console.print(f"{len(result.samples)} sample images in {result.bundle_dir / 'samples'}", highlight=False, soft_wrap=True)
     if result.skipped:
         console.print(f"skipped (the {args.app} app runs {' and '.join(result.layout.targets)}): "
-                      + ", ".join(result.skipped), highlight=False)
-    console.print(f"next: build the app (apps/{args.app}/README.md)", highlight=False)
+                      + ", ".join(result.skipped), highlight=False, soft_wrap=True)
+    console.print(f"next: build the app (apps/{args.app}/README.md)", highlight=False, soft_wrap=True)
     return 0
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, else argparse's one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, got {value}")
+        return value
+
+    return parse
+
+
+def _points(text: str) -> float:
+    """An argparse type: a bound on an accuracy drop, a difference of two percentages (-100..100;
+    negative demands a gain)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of points, got {text!r}") from None
+    if not -100.0 <= value <= 100.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be from -100 to 100 points, got {text}")
+    return value
+
+
+# Bounds of the counting options: beyond them a run only burns time (calibration sees diminishing
+# returns long before 10,000 images; a phone has at most a few dozen cores).
+MAX_CALIB = 10_000
+MAX_THREADS = 256
+MAX_RUNS = 100_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -331,23 +385,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint (default: random init, for pipeline checks)")
     p.add_argument("--img-size", type=int)
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--calib", default="demo", help="image folder (flat or class subfolders), 'demo' (real "
-                   "Fashion-MNIST calibration subset, default) or 'synthetic'")
-    p.add_argument("--calib-size", type=int, default=32, help="calibration images for int8 (default 32)")
+    p.add_argument("--calib", help="int8 calibration: an image folder (flat or class subfolders) like the "
+                   "weights' training data, 'demo' (the real Fashion-MNIST calibration subset; the default "
+                   "with --weights demo) or 'synthetic' (the default for random init; pipeline checks only)")
+    p.add_argument("--calib-size", type=_count(1, MAX_CALIB), default=32, help="calibration images for int8 (default 32)")
     p.add_argument("--shift-lowering", default=AUTO, choices=[AUTO, *ShiftLowering.exact()],
                    help="how the shift is exported (default auto: each target's measured best)")
     p.add_argument("--out", default="out", help="output folder (default: out)")
-    p.add_argument("--max-drop", type=float, metavar="PTS",
+    p.add_argument("--max-drop", type=_points, metavar="PTS",
                    help="int8 accuracy budget: keep the most sensitive blocks in float until the top-1 "
                         "drop on the labelled calibration data is at most PTS points")
+    p.add_argument("--force", action="store_true",
+                   help="replace an artifact in --out that came from another model config or weights "
+                        "(one of the same config is replaced without it)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("parity", help="accuracy of an artifact on its runtime vs PyTorch fp32, on labelled images")
     p.add_argument("artifact", help="artifact or its .manifest.json")
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (test split), a class-subfolder DIR, or FILE.npz")
-    p.add_argument("--limit", type=int, help="first N images only")
-    p.add_argument("--max-drop", type=float, help="exit 1 when the accuracy drop exceeds PTS points")
+    p.add_argument("--limit", type=_count(1, 10**9), help="first N images only")
+    p.add_argument("--max-drop", type=_points, help="exit 1 when the accuracy drop exceeds PTS points")
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--per-layer", action="store_true",
                    help="int8 artifacts: SQNR of each block's output, simulated int8 vs fp32, worst first")
@@ -373,9 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=[Precision.FP32, Precision.INT8])
     p.add_argument("--img-size", type=int)
     p.add_argument("--weights", help="checkpoint or 'demo' for model names (default: random init)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--threads", type=_count(1, MAX_THREADS), default=2)
+    p.add_argument("--warmup", type=_count(0, MAX_RUNS), default=5)
+    p.add_argument("--runs", type=_count(1, MAX_RUNS), default=30)
     p.add_argument("--shift-ablation", action="store_true",
                    help="also time the slice, roll, conv and identity (shift removed) lowerings: what the shift costs")
     p.add_argument("--profile", action="store_true",
@@ -405,29 +463,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-dir", help="the app's folder (default: apps/<app> of this checkout)")
     p.add_argument("--images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="sample images to bundle (default: one Fashion-MNIST test image per class)")
-    p.add_argument("--samples", type=int, default=10, help="how many default sample images (default 10)")
+    p.add_argument("--samples", type=_count(1, 1000), default=10, help="how many default sample images (default 10)")
     p.add_argument("--clean", action="store_true", help="remove earlier bundled files first")
     p.set_defaults(func=cmd_bundle)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    interrupts.install()
-    func: Callable[[argparse.Namespace], int] = args.func
+    interrupts.install()  # first: a signal while the parser and its imports load is handled too
+    quiet_cli_process()  # before any library that reads these settings is imported
     try:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
+    except SystemExit as done:  # argparse: --help, --version, or a usage error already printed
+        return done.code if isinstance(done.code, int) else 2
     except EdgeMlpError as err:
         # Plain print: one line however long (rich would wrap it at the terminal width).
         print(f"edge-mlp: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except KeyboardInterrupt:
         # Staging folders were removed while the exception unwound. Leave right away: letting the
-        # interpreter finalize can re-deliver the signal and end the process by SIGINT instead.
-        print("edge-mlp: interrupted", file=sys.stderr)
+        # interpreter finalize can re-deliver the signal and end the process by it instead.
+        print(f"edge-mlp: {interrupts.reason()}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(interrupts.exit_code())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ interrupted run leaves nothing half-written.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections import defaultdict
@@ -24,7 +25,7 @@ from .calibration import CalibrationSet, load_calibration
 from .converters import Converter, all_converters, get_converter
 from .demo import DEMO_WEIGHTS, demo_config, demo_labels, demo_weights, weights_reference
 from .errors import EdgeMlpError
-from .fileio import path_size, publish, sha256_file, sha256_path, staging_dir
+from .fileio import check_output_dir, folder_lock, path_size, publish, sha256_file, sha256_path, staging_dir
 from .interrupts import checkpoint
 from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
@@ -50,12 +51,15 @@ class ConvertJob:
     weights: str | None = None
     img_size: int | None = None
     num_classes: int | None = None
-    calib: str = "demo"
+    # None: the demo set for the demo weights, synthetic images for random init; other weights
+    # need real images of their own domain (`default_calibration`).
+    calib: str | None = None
     calib_size: int = 32
     shift_lowering: ShiftLowering | str | None = None  # None or "auto": each target's preferred
     out_dir: str = "out"
     overrides: dict[str, Any] = field(default_factory=dict)  # further create_model overrides
     max_drop: float | None = None  # int8: keep the most sensitive blocks in float until the drop fits
+    force: bool = False  # replace an existing artifact even if it came from another model config
     # Benchmark-only: allows shift_lowering="identity" (the shift removed, outputs change) so
     # `edge-mlp bench --shift-ablation` can measure what the shift costs.
     for_benchmark: bool = False
@@ -70,6 +74,7 @@ class ConvertResult:
     artifact: Path
     manifest_path: Path
     manifest: Manifest
+    replaced: str | None = None  # what the published artifact replaced, if anything
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,15 @@ class Step:
 class Plan:
     steps: list[Step]
     config: ModelConfig
+    calib: str | None  # the calibration source int8 steps use (None: no int8 step)
+    weights_sha256: str | None = None
 
 
 def plan(job: ConvertJob) -> Plan:
     """Validate the whole job up front: names, combinations, files, output folder."""
     targets = all_converters() if job.target == "all" else [get_converter(job.target)]
     spec = get_spec(job.model)
+    check_output_dir(job.out_dir)
     steps = []
     for conv in targets:
         precision = job.precision or conv.default_precision
@@ -111,14 +119,60 @@ def plan(job: ConvertJob) -> Plan:
         if job.weights is not None and not Path(job.weights).is_file():
             raise EdgeMlpError(f"weights file not found: {job.weights}")
     needs_calib = any(s.precision.calibrated for s in steps)
+    calib = (job.calib or default_calibration(job.weights)) if needs_calib else None
     if job.max_drop is not None:
         if not needs_calib:
             raise EdgeMlpError("--max-drop applies to int8 conversions; add --precision int8")
-        if job.calib == "synthetic":
+        if calib == "synthetic":
             raise EdgeMlpError("--max-drop measures accuracy: use labelled calibration data ('demo' or class subfolders)")
-    if needs_calib and job.calib not in CALIB_BUILTINS and not Path(job.calib).is_dir():
-        raise EdgeMlpError(f"calibration folder not found: {job.calib} (pass an image folder, 'demo' or 'synthetic')")
-    return Plan(steps, config)
+    if calib is not None and calib not in CALIB_BUILTINS and not Path(calib).is_dir():
+        raise EdgeMlpError(f"calibration folder not found: {calib} (pass an image folder, 'demo' or 'synthetic')")
+    weights_file = demo_weights(job.model) if job.weights == DEMO_WEIGHTS else job.weights
+    the_plan = Plan(steps, config, calib, sha256_file(weights_file) if weights_file else None)
+    for step in steps:
+        final = Path(job.out_dir) / f"{config.name}-{step.converter.target}-{step.precision}{step.converter.suffix}"
+        _check_replace(final, config.to_dict()["kwargs"], the_plan.weights_sha256, job.force)
+    return the_plan
+
+
+def default_calibration(weights: str | None) -> str:
+    """What int8 calibrates on without --calib. The demo set is Fashion-MNIST clothing: right for
+    the demo checkpoints only. Random init is a pipeline check, which synthetic images serve. Any
+    other checkpoint needs images of its own domain: calibrating an ImageNet model on clothing
+    costs accuracy silently, so that is refused rather than defaulted."""
+    if weights == DEMO_WEIGHTS:
+        return "demo"
+    if weights is None:
+        return "synthetic"
+    raise EdgeMlpError("int8 needs calibration images like the ones your weights were trained on: pass "
+                       "--calib DIR (a folder of them), or --calib synthetic for a pipeline check only")
+
+
+def _check_replace(final: Path, config: dict[str, Any], weights_sha256: str | None, force: bool) -> str | None:
+    """Whether publishing `final` may replace what is there: an artifact of the same model config
+    and weights may be replaced (said in one line); another one only with --force, since the file
+    name does not carry image size or weights. Returns what is replaced, None if nothing."""
+    old_manifest = manifest_path(final)
+    if not final.exists() and not old_manifest.exists():
+        return None
+    try:  # raw JSON: a manifest of an older schema still says what it was converted from
+        old = json.loads(old_manifest.read_text())
+        old_config, old_weights = old["model"]["config"], old["weights"]["sha256"]
+        changes = [f"{k} {old_config[k]!r} -> {_plain(v)!r}" for k, v in config.items()
+                   if k in old_config and old_config[k] != _plain(v)]
+        if old_weights != weights_sha256:
+            changes.append("other weights")
+    except (OSError, ValueError, KeyError, TypeError):
+        changes = ["an artifact without a readable manifest"]
+    if changes and not force:
+        raise EdgeMlpError(f"{final} exists from another conversion ({'; '.join(changes)}); pass --force to "
+                           "replace it, or choose another --out")
+    return f"replaced {final.name} ({'; '.join(changes) if changes else 'same model config and weights'})"
+
+
+def _plain(value: Any) -> Any:
+    """A config value as its manifest JSON reads back (tuples are lists there)."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def auto_lowering(conv: Converter, precision: Precision, family: str) -> Choice:
@@ -159,8 +213,10 @@ class _Artifact:
     float_modules: tuple[str, ...] = ()  # int8: blocks kept in float (the accuracy budget)
 
 
-def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertResult]:
-    the_plan = plan(job)
+def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | None = None) -> list[ConvertResult]:
+    """`checked`: the job's plan if the caller validated it already (the CLI does, before it
+    starts drawing progress)."""
+    the_plan = checked or plan(job)
     if job.weights == DEMO_WEIGHTS:
         weights_path: Path | None = demo_weights(job.model)
         labels: list[str] | None = list(demo_labels())
@@ -183,27 +239,29 @@ def convert(job: ConvertJob, progress: Progress | None = None) -> list[ConvertRe
     calibration: CalibrationSet | None = None
     results = []
     for step in the_plan.steps:
+        calib = the_plan.calib
         if step.precision.calibrated and calibration is None:
-            calibration = load_calibration(job.calib, preprocess, job.calib_size)
+            assert calib is not None  # plan() resolves it for every calibrated step
+            calibration = load_calibration(calib, preprocess, job.calib_size)
         item = _Artifact(step, model, config, preprocess, calibration if step.precision.calibrated else None,
                          weights_info, labels, progress)
         out_dir = Path(job.out_dir)
-        if step.precision.calibrated and job.max_drop is not None:
-            results.append(_convert_within_budget(job, item))
+        if step.precision.calibrated and job.max_drop is not None and calib is not None:
+            results.append(_convert_within_budget(job, item, calib))
         else:
             with staging_dir(out_dir) as work:
-                results.append(_publish(_stage(item, work), work, out_dir))
+                results.append(_publish(_stage(item, work), work, out_dir, job.force))
     return results
 
 
-def _convert_within_budget(job: ConvertJob, item: _Artifact) -> ConvertResult:
+def _convert_within_budget(job: ConvertJob, item: _Artifact, calib: str) -> ConvertResult:
     """Convert to int8, measure the drop on labelled held-out data, and keep the block with the
     worst int8 SQNR in float until the drop fits `job.max_drop`. Only the accepted artifact is
     published."""
     from .budget import labelled_holdout, reference_top1, sensitivity_ranking, top1
 
     conv = item.step.converter
-    x, y, source = labelled_holdout(job.calib, item.preprocess, item.config.num_classes)
+    x, y, source = labelled_holdout(calib, item.preprocess, item.config.num_classes)
     ref_top1 = reference_top1(item.model, x, y)
     float_blocks: list[str] = []
     ranking: list[str] | None = None
@@ -233,7 +291,7 @@ def _convert_within_budget(job: ConvertJob, item: _Artifact) -> ConvertResult:
             "artifact_top1": round(art_top1, 3), "data": source, "images": int(len(y)),
             "ranking": "worst int8 SQNR first (PT2E simulation, edge_mlp.sensitivity)",
         }
-        return _publish(staged, work, out_dir)
+        return _publish(staged, work, out_dir, job.force)
 
 
 def _build(config: ModelConfig, state: dict | None, source: Path | None) -> nn.Module:
@@ -329,18 +387,20 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
     return _Staged(output.path, manifest)
 
 
-def _publish(staged: _Staged, work: Path, out_dir: Path) -> ConvertResult:
+def _publish(staged: _Staged, work: Path, out_dir: Path, force: bool) -> ConvertResult:
     """Move a staged artifact into `out_dir`: labels, artifact, then its manifest last, so a
     manifest always means a complete artifact."""
     manifest = staged.manifest
     staged_manifest = work / "manifest.json"
     manifest.write(staged_manifest)
-    if manifest.output.labels_file:
-        publish(work / manifest.output.labels_file, out_dir / manifest.output.labels_file)
     final = out_dir / staged.artifact.name
-    publish(staged.artifact, final)
-    publish(staged_manifest, manifest_path(final))
-    return ConvertResult(final, manifest_path(final), manifest)
+    with folder_lock(out_dir):  # one unit: another conversion into out_dir publishes before or after
+        replaced = _check_replace(final, manifest.model.config, manifest.weights.sha256, force)
+        if manifest.output.labels_file:
+            publish(work / manifest.output.labels_file, out_dir / manifest.output.labels_file)
+        publish(staged.artifact, final)
+        publish(staged_manifest, manifest_path(final))
+    return ConvertResult(final, manifest_path(final), manifest, replaced)
 
 
 def remove_artifact(artifact: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -70,13 +72,52 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+# Pillow's own decompression-bomb threshold (about 89 MP): above it Pillow only warns (and raises
+# at twice as much); we refuse from the header, before any pixel is decoded.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def open_image(path: Path, what: str = "image") -> Image.Image:
+    """An image file as an 8-bit PIL image. Its size is checked from the header before decoding
+    (a 30000x30000 PNG is a few bytes), and 16-bit images are scaled to 8 bits, not clipped."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit and raises above; we refuse both, below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise EdgeMlpError(f"{what} {path} is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                                   f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP edge-mlp decodes; downscale it first")
+            im.load()
+            return _eight_bit(im, path, what)
+    except Image.DecompressionBombError:
+        raise EdgeMlpError(f"{what} {path} is over {2 * MAX_IMAGE_PIXELS / 1e6:.0f} MP (Pillow refuses it as a "
+                           "possible decompression bomb); downscale it first") from None
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise EdgeMlpError(f"cannot read {what} {path}: {err}") from None
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _eight_bit(im: Image.Image, path: Path, what: str) -> Image.Image:
+    """Pillow's convert() clips 16-bit values at 255 (a 16-bit PNG turns almost white): rescale
+    0..65535 to 0..255 instead, rounding, as image libraries do when they reduce bit depth."""
+    if im.mode in _SIXTEEN_BIT or im.mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise EdgeMlpError(f"{what} {path} has 32-bit integer pixels; save it as an 8- or 16-bit PNG or JPEG")
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if im.mode == "F":
+        raise EdgeMlpError(f"{what} {path} has floating-point pixels; save it as an 8- or 16-bit PNG or JPEG")
+    return im.copy()
+
+
 def read_image(path: Path, what: str = "image") -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3); unreadable files give one clear error."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise EdgeMlpError(f"cannot read {what} {path}: {err}") from None
+    return np.asarray(open_image(path, what).convert("RGB"))
 
 
 def image_folder(folder: Path) -> LabelledImages:
@@ -103,7 +144,7 @@ def npz(path: Path) -> LabelledImages:
             images, labels = data["images"], data["labels"].astype(np.int64)
             classes = tuple(str(c) for c in data["classes"]) if "classes" in data else tuple(
                 str(i) for i in range(int(labels.max()) + 1))
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise EdgeMlpError(f"cannot read {path} as an image .npz (images, labels[, classes]): {err}") from None
     if images.dtype != np.uint8 or len(images) != len(labels):
         raise EdgeMlpError(f"{path}: images must be uint8 and match labels in length")

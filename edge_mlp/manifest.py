@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeMlpError
-from .fileio import sha256_path
+from .fileio import folder_lock, sha256_path
 from .preprocess import Preprocessing
 
 SCHEMA_VERSION = 1
@@ -108,6 +108,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        if not isinstance(data, dict):
+            raise EdgeMlpError(f"manifest is malformed: expected a JSON object, got {type(data).__name__}; "
+                               "re-convert the artifact with edge-mlp convert")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise EdgeMlpError(
@@ -116,14 +119,14 @@ class Manifest:
             )
         try:
             return _build(cls, data)
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise EdgeMlpError(f"manifest is malformed: {err}") from None
 
     @classmethod
     def read(cls, path: str | Path) -> "Manifest":
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise EdgeMlpError(f"cannot read manifest {path}: {err}") from None
         return cls.from_dict(data)
 
@@ -172,10 +175,11 @@ def open_artifact(path: str | Path) -> tuple[Path, Manifest]:
     artifact, manifest_file = split_artifact_path(path)
     if not manifest_file.is_file():
         raise EdgeMlpError(f"{path} has no manifest (expected {manifest_file}); convert with edge-mlp convert")
-    manifest = Manifest.read(manifest_file)
-    if not artifact.exists():
-        raise EdgeMlpError(f"artifact {artifact} named by {manifest_file} is missing")
-    digest = sha256_path(artifact)
+    with folder_lock(manifest_file.parent, shared=True):  # not while a conversion publishes here
+        manifest = Manifest.read(manifest_file)
+        if not artifact.exists():
+            raise EdgeMlpError(f"artifact {artifact} named by {manifest_file} is missing")
+        digest = sha256_path(artifact)
     if digest != manifest.artifact.sha256:
         raise EdgeMlpError(f"{artifact.name} does not match its manifest (sha256 {digest[:12]}... != "
                            f"{str(manifest.artifact.sha256)[:12]}...): it changed after conversion; re-convert it")

@@ -19,7 +19,7 @@ from .converters import get_converter
 from .data import LabelledImages, load_dataset, preprocess_all
 from .demo import weights_file
 from .errors import EdgeMlpError
-from .fileio import sha256_file
+from .fileio import sha256_file, write_text_atomic
 from .manifest import Manifest, open_artifact
 from .options import Precision
 from .models import RANDOM_INIT_SEED, build, config_from_record
@@ -120,8 +120,27 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     )
 
 
+def check_extras(artifact_or_manifest: str | Path, per_layer: bool = False, trace: bool = False) -> None:
+    """What `--per-layer` and `--trace` need of the artifact, checked before the parity run."""
+    artifact, manifest = open_artifact(artifact_or_manifest)
+    if per_layer:
+        _require_int8(artifact, manifest)
+    if trace:
+        _require_coreml(artifact, manifest)
+
+
+def _require_int8(artifact: Path, manifest: Manifest) -> None:
+    if manifest.precision != Precision.INT8 or manifest.quantization is None:
+        raise EdgeMlpError(f"--per-layer analyses int8 artifacts; {artifact.name} is {manifest.precision}")
+
+
+def _require_coreml(artifact: Path, manifest: Manifest) -> None:
+    if manifest.target.name != "coreml":
+        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is a {manifest.target.name} artifact")
+
+
 def write_json(reports: list[ParityReport], path: str | Path) -> None:
-    Path(path).write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
+    write_text_atomic(path, json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
 
 
 def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnist", images: int = 32):
@@ -131,8 +150,7 @@ def per_layer_report(artifact_or_manifest: str | Path, data: str = "fashion-mnis
     from .sensitivity import target_block_sqnr
 
     artifact, manifest = open_artifact(artifact_or_manifest)
-    if manifest.precision != Precision.INT8 or manifest.quantization is None:
-        raise EdgeMlpError(f"--per-layer analyses int8 artifacts; {artifact.name} is {manifest.precision}")
+    _require_int8(artifact, manifest)
     calib_info = manifest.quantization.calibration or {"source": "demo", "size": 32}
     preprocess = manifest_preprocessing(manifest)
     calibration = [torch.from_numpy(b) for b in
@@ -154,8 +172,7 @@ def trace_coreml(artifact_or_manifest: str | Path, out: str | Path, data: str = 
     from .mil.trace import match_trace, torch_node_outputs, write_trace
 
     artifact, manifest = open_artifact(artifact_or_manifest)
-    if manifest.target.name != "coreml":
-        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is a {manifest.target.name} artifact")
+    _require_coreml(artifact, manifest)
     x, _, _ = evaluation_set(manifest, data, 1)
     interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16", model_name=manifest.model.name)
     (name_in,) = interpreter.inputs

@@ -6,7 +6,15 @@ other record of the same loggers, and every real warning, still shows.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 # logger name -> message fragments to drop
 _NOISE: dict[str, tuple[str, ...]] = {
@@ -28,6 +36,81 @@ _NOISE: dict[str, tuple[str, ...]] = {
 }
 
 
+# Python warnings: (category, message regex). Matched exactly; every other warning still shows.
+_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    # torch 2.13 deprecates isinstance(x, LeafSpec); ExecuTorch 1.5's lowering deep-copies pytree
+    # specs, and each copy warns (nine times per conversion) from copyreg: for ExecuTorch's maintainers.
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+
+# Native libraries write these to file descriptor 2 directly, past Python's logging; each is a
+# status line, not a problem (matched at the start of a line).
+_NATIVE_NOISE = re.compile("|".join((
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called",  # absl's first-log banner
+    r"I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on",  # TensorFlow import (litert)
+    r"I\d{4} [\d:. ]+\d+ flatbuffer_export\.cc:\d+\] Estimated count of arithmetic ops",  # litert convert
+    r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.",  # LiteRT interpreter
+    r"\[cpuinfo_utils\.cpp:\d+\] ",  # ExecuTorch's threadpool probing /sys for ARM core types on x86
+    # The TFLite converter's INFO-level diagnostics of int8 graphs ("Missing quantization
+    # parameters", "quantizer's output has another quantizer"): ops that stay float, which the
+    # manifest's coverage lists and parity measures. A diagnostic spans two lines (text, blank).
+    r"I\d{4} [\d:. ]+\d+ status_scoped_diagnostic_handler\.cc:\d+\] ",
+    r"\s*$",  # the blank line after each diagnostic
+)))
+
+# Environment defaults for the CLI's own process (set before the libraries read them; a user's
+# own setting wins): progress bars and step logs of libraries whose stages we report ourselves.
+CLI_ENVIRONMENT = {
+    "TQDM_DISABLE": "1",  # coremltools' "Converting PyTorch Frontend ==> MIL Ops" / MIL pipeline bars
+    "LITERT_TORCH_SHOW_PROGRESS": "n",  # litert-torch's "(00:04) [START] LiteRT-Torch Convert > ..." lines
+}
+
+
+def quiet_cli_process() -> None:
+    """For `edge-mlp` only: we own the process and its output there, not when used as a library."""
+    for key, value in CLI_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+@contextmanager
+def native_stderr() -> Iterator[None]:
+    """Run a block with file descriptor 2 captured, then pass on every line that is not known
+    native noise (_NATIVE_NOISE). For short calls into native runtimes and converters: output of
+    the block appears when it ends."""
+    sys.stderr.flush()
+    saved, python_stderr = os.dup(2), sys.stderr
+    # pybind11 runtimes (ExecuTorch) may log through Python's sys.stderr rather than the fd
+    sys.stderr = python_capture = io.StringIO()
+    failed: BaseException | None = None
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except Exception as err:
+            failed = err
+            raise
+        finally:
+            sys.stderr = python_stderr
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace") + python_capture.getvalue()
+            kept = [line for line in text.splitlines(keepends=True) if not _NATIVE_NOISE.match(line)]
+            if kept and failed is not None:
+                # The runtime's own account of the failure (e.g. ExecuTorch's "[program.cpp:114] File
+                # size is too small"): the caller's one-line error tells it (see native_log).
+                failed.native_log = "".join(kept).strip()  # type: ignore[attr-defined]
+            elif kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def native_log(err: BaseException) -> str | None:
+    """The first native log line a failed `native_stderr` block wrote, without its source tag."""
+    text = getattr(err, "native_log", None)
+    return re.sub(r"^\[[\w./]+:\d+\]\s*", "", text.splitlines()[0]) if text else None
+
+
 class _DropKnownNoise(logging.Filter):
     def __init__(self, fragments: tuple[str, ...]) -> None:
         super().__init__()
@@ -45,3 +128,5 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
             logger.addFilter(_DropKnownNoise(fragments))
+    for category, message in _WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)

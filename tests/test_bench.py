@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -143,7 +144,7 @@ def test_cli_writes_table_json_csv_and_png(artifacts, tmp_path: Path, capsys) ->
 
 @pytest.mark.parametrize("argv,message", [
     (["no_such_model"], "is neither a model name"),
-    (["mixer_mobile", "--runs", "0"], "--runs must be at least 1"),
+    (["mixer_mobile", "--runs", "0"], "argument --runs: must be from 1 to"),
     (["mixer_mobile", "--device", "ios"], "measured by the iOS sample app's XCTest"),
 ])
 def test_bad_bench_input_exits_2(argv: list[str], message: str, capsys) -> None:
@@ -194,3 +195,122 @@ def test_executor_runner_parser_needs_the_timing_line() -> None:
     latency = executor_runner_latency([3.0, 1.0, 2.0, 4.0, 5.0], executions=10)
     assert (latency.median_ms, latency.min_ms, latency.runs) == (3.0, 1.0, 50)
     assert latency.p10_ms <= latency.median_ms <= latency.p90_ms
+
+
+# The markdown table, from hand-built reports (no conversion, no timing).
+
+def _table_report(runs: int, rows: list[tuple[str, str, str, str, float]]) -> dict:
+    """A valid report of (model, backend, precision, shift lowering, median ms) rows timed `runs` times,
+    with the speedups run_bench derives (vs the model's fastest exact eager fp32 lowering; int8 vs fp32)."""
+    from edge_mlp.bench.schema import BenchReport, BenchResult, Machine
+    from edge_mlp.timing import Latency
+
+    macs = 10**9
+    results = []
+    for model, backend, precision, lowering, median in rows:
+        latency = Latency.from_samples([median * (0.9 + 0.2 * i / max(runs - 1, 1)) for i in range(runs)])
+        results.append(BenchResult(
+            model=model, backend=backend, precision=precision, shift_lowering=lowering, latency=latency,
+            throughput_ips=1000.0 / latency.median_ms, macs=macs, gflops=2 * macs / (latency.median_ms * 1e6),
+            pct_of_gemm_peak=10.0, size_bytes=None if backend == BACKENDS["eager"] else 8_000_000))
+    for r in results:
+        eager = [e for e in results if e.model == r.model and e.backend == BACKENDS["eager"] and e.precision == "fp32"
+                 and e.shift_lowering in ("slice", "roll", "conv", "none")]
+        if eager:
+            fastest = min(eager, key=lambda e: e.latency.median_ms)
+            r.speedup_vs_eager_fp32 = fastest.latency.median_ms / r.latency.median_ms
+            r.eager_baseline_lowering = fastest.shift_lowering
+        fp32 = [f for f in results if (f.model, f.backend, f.precision, f.shift_lowering) ==
+                (r.model, r.backend, "fp32", r.shift_lowering)]
+        if r.precision != "fp32" and fp32:
+            r.speedup_vs_fp32 = fp32[0].latency.median_ms / r.latency.median_ms
+            r.fp32_baseline_lowering = fp32[0].shift_lowering
+    machine = Machine("test CPU", "test", 2, 100.0, "torch.mm", None)
+    data = BenchReport(machine, {"warmup": 1, "runs": runs, "interleaved": True, "batch": 1}, results).to_dict()
+    assert validate(data) == []
+    return data
+
+
+_EAGER_AND_ORT = [
+    ("as_mlp_mobile", BACKENDS["eager"], "fp32", "slice", 50.0),
+    ("as_mlp_mobile", BACKENDS["eager"], "fp32", "roll", 55.0),
+    ("as_mlp_mobile", BACKENDS["onnx"], "fp32", "slice", 25.0),
+    ("as_mlp_mobile", BACKENDS["onnx"], "int8", "slice", 20.0),
+    ("mixer_mobile", BACKENDS["eager"], "fp32", "none", 22.0),
+]
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one markdown table line (an escaped `\\|` is text, not a border)."""
+    assert line.startswith("| ") and line.endswith(" |"), line
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def _table(text: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, body rows as cells, lines after the table)."""
+    lines = text.split("\n")
+    end = lines.index("") if "" in lines else len(lines)
+    header, rule, *body = lines[:end]
+    assert set(rule) <= set("|-:") and rule.count("|") == len(_cells(header)) + 1
+    rows = [_cells(line) for line in body]
+    assert all(len(r) == len(_cells(header)) for r in rows)
+    return _cells(header), rows, lines[end + 1:]
+
+
+def test_markdown_table_shows_each_rows_shift_lowering() -> None:
+    from edge_mlp.bench.output import markdown_table
+
+    header, rows, after = _table(markdown_table(_table_report(30, _EAGER_AND_ORT)))
+    col = header.index("shift lowering")
+    assert col == header.index("precision") + 1
+    key = {tuple(r[:col + 1]) for r in rows}
+    assert len(key) == len(rows) == len(_EAGER_AND_ORT)  # no two rows look alike
+    assert ["as_mlp_mobile", "pytorch-eager", "fp32", "roll"] in [r[:col + 1] for r in rows]
+    assert ["as_mlp_mobile", "pytorch-eager", "fp32", "slice"] in [r[:col + 1] for r in rows]
+    assert ["mixer_mobile", "pytorch-eager", "fp32", "none"] in [r[:col + 1] for r in rows]  # no shift in Mixer
+    assert after == []
+
+
+def test_markdown_table_omits_speedups_of_a_short_run() -> None:
+    from edge_mlp.bench.output import MIN_RUNS_FOR_SPEEDUPS, markdown_table
+
+    data = _table_report(3, _EAGER_AND_ORT)
+    assert any(r["speedup_vs_fp32"] for r in data["results"]) and MIN_RUNS_FOR_SPEEDUPS > 3
+    header, rows, after = _table(markdown_table(data))
+    eager, int8 = header.index("vs fastest eager fp32"), header.index("int8 vs fp32")
+    assert all(r[eager] == "" and r[int8] == "" for r in rows)
+    assert not any(c.endswith("x") for r in rows for c in r)
+    median = header.index("median ms (p10-p90)")
+    assert all(re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)", r[median]) for r in rows)  # p10-p90 stay
+    assert after == [f"speedups omitted: 3 timed runs per backend, too few for a ratio of medians to mean anything; "
+                     f"use --runs {MIN_RUNS_FOR_SPEEDUPS} or more"]
+
+
+@pytest.mark.parametrize("runs", [10, 30])
+def test_markdown_table_prints_speedups_of_a_normal_run(runs: int) -> None:
+    from edge_mlp.bench.output import markdown_table
+
+    header, rows, after = _table(markdown_table(_table_report(runs, _EAGER_AND_ORT)))
+    by_key = {tuple(r[:4]): r for r in rows}
+    eager, int8 = header.index("vs fastest eager fp32"), header.index("int8 vs fp32")
+    assert by_key["as_mlp_mobile", "pytorch-eager", "fp32", "slice"][eager] == "1.00x"
+    assert by_key["as_mlp_mobile", "pytorch-eager", "fp32", "roll"][eager] == "0.91x"
+    assert by_key["as_mlp_mobile", "onnxruntime-cpu", "fp32", "slice"][eager] == "2.00x"
+    assert by_key["as_mlp_mobile", "onnxruntime-cpu", "int8", "slice"][int8] == "1.25x"
+    assert after == []
+
+
+def test_markdown_table_lines_stay_single_rows() -> None:
+    """Whatever a report holds (a model name with a newline or a pipe, a device row without p10/p90),
+    each line is one markdown row with the header's cell count."""
+    from edge_mlp.bench.output import markdown_table
+
+    data = _table_report(30, _EAGER_AND_ORT)
+    data["results"][0]["model"] = "odd\nname | with\r\npipe"
+    data["results"][-1]["latency"].update(p10_ms=None, p90_ms=None)  # benchmark_model reports p5/p95 only
+    text = markdown_table(data)
+    header, rows, after = _table(text)
+    assert text.splitlines() == text.split("\n")  # no \r, \u2028 or other line break inside a line
+    assert len(text.split("\n")) == 2 + len(data["results"]) and after == []
+    assert ["odd name \\| with pipe", "pytorch-eager", "fp32", "slice"] in [r[:4] for r in rows]
+    assert ["mixer_mobile", "pytorch-eager", "fp32", "none", "22.00"] in [r[:5] for r in rows]

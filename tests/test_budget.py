@@ -61,16 +61,17 @@ def test_onnx_excludes_float_blocks_from_qdq(tmp_path: Path) -> None:
 
 def test_reachable_budget_records_the_measurement(tmp_path: Path) -> None:
     (result,) = convert(ConvertJob(model="mixer_mobile", target="onnx", precision="int8", img_size=32,
-                                   num_classes=10, max_drop=100.0, out_dir=str(tmp_path)))
+                                   num_classes=10, max_drop=100.0, calib="demo", out_dir=str(tmp_path)))
     budget = Manifest.read(result.manifest_path).quantization.accuracy_budget
     assert budget["max_drop_pts"] == 100.0 and budget["images"] == 256
     assert budget["drop_pts"] == pytest.approx(budget["reference_top1"] - budget["artifact_top1"], abs=1e-2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([result.artifact.name, result.manifest_path.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".edge-mlp.lock", result.artifact.name,
+                                                                 result.manifest_path.name])
 
 
 def test_unreachable_budget_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert main(["convert", "mixer_mobile", "--target", "onnx", "--precision", "int8", *SMALL,
+    assert main(["convert", "mixer_mobile", "--target", "onnx", "--precision", "int8", *SMALL, "--calib", "demo",
                  "--max-drop", "-100", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot meet --max-drop -100.0" in err and "\n" not in err

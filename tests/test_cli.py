@@ -30,7 +30,7 @@ def test_info_prints_config_and_figures(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize("argv,match", [
     (["info", "as_mlp_mobil"], "unknown model 'as_mlp_mobil'; did you mean as_mlp_mobile"),
     (["forward", "mixer_mobile", "--weights", "missing.pth"], "weights file not found: missing.pth"),
-    (["info", "mixer_mobile", "--img-size", "8"], "invalid config for mixer_mobile"),
+    (["info", "mixer_mobile", "--img-size", "8"], "mixer_mobile does not take image size 8: it takes multiples of 16"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -59,5 +59,5 @@ def test_convert_prints_a_summary_and_writes_artifact_and_manifest(tmp_path: Pat
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "onnx" in out and "fp32" in out and "nodes" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "mixer_mobile-onnx-fp32.onnx", "mixer_mobile-onnx-fp32.onnx.manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # and the folder's publishing lock
+        ".edge-mlp.lock", "mixer_mobile-onnx-fp32.onnx", "mixer_mobile-onnx-fp32.onnx.manifest.json"]

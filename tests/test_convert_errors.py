@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import torch
 import edge_mlp
 from edge_mlp.cli import main
 from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.fileio import sha256_path
 
 from .conftest import TEST_CLASSES, TEST_IMG
 
@@ -37,7 +39,7 @@ def mobile_weights(tmp_path: Path) -> Path:
 def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("edge-mlp: error: ") and match in err, err
+    assert err.startswith("edge-mlp") and "error: " in err and match in err, err
     assert "\n" not in err
     assert not out.exists() or _files(out) == []
 
@@ -52,7 +54,7 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
     (["convert", "as_mlp_mobile", "--target", "onnx", "--weights", "nope.pth"], "weights file not found: nope.pth"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib", "no/such/dir"],
      "calibration folder not found: no/such/dir"),
-    (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib-size", "0", *SMALL], "--calib-size must be at least 1"),
+    (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib-size", "0", *SMALL], "argument --calib-size: must be from 1"),
 ])
 def test_bad_arguments(tmp_path: Path, argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
     _expect_clean_failure(argv, tmp_path / "out", match, capsys)
@@ -93,7 +95,7 @@ def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["convert", "mixer_mobile", "--target", "onnx", "--precision", "fp32", *SMALL,
                  "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "cannot write to output folder" in err and "\n" not in err
+    assert "cannot write to --out" in err and "\n" not in err
     assert blocker.read_text() == "a file, not a folder"
 
 
@@ -107,38 +109,66 @@ def test_weights_with_labels_write_a_labels_file(tmp_path: Path, mobile_weights:
     assert m.output.labels_file == "mixer_mobile.labels.txt"
     assert (tmp_path / "out" / m.output.labels_file).read_text().splitlines() == labels
     assert m.weights.file == str(mobile_weights) and len(m.weights.sha256) == 64
-    assert _files(tmp_path / "out") == sorted([result.artifact.name, result.manifest_path.name, m.output.labels_file])
+    assert _files(tmp_path / "out") == sorted([".edge-mlp.lock", result.artifact.name, result.manifest_path.name,
+                                               m.output.labels_file])
 
 
-@pytest.mark.parametrize("target,precision,sig,delay", [
-    ("executorch", "fp32", signal.SIGTERM, 1.0),
-    ("executorch", "fp32", signal.SIGINT, 1.0),
-    # Lands while coremltools imports scikit-learn inside a bare `except:` that swallows the
-    # KeyboardInterrupt: the remembered signal must still stop the run at the next stage boundary.
-    ("coreml", "int8", signal.SIGINT, 0.3),
-])
-def test_interrupted_conversion_leaves_nothing(tmp_path: Path, target: str, precision: str, sig: int,
-                                               delay: float) -> None:
+# Moments of an int8 `--target all` conversion: (name, the progress lines to wait for, in order,
+# extra delay in s). The CLI prints one line per finished stage when stdout is not a terminal; the
+# targets convert in registry order (Core ML first, then ExecuTorch).
+_MOMENTS = [
+    ("import", (), 0.3),  # still importing the CLI's and the converters' modules
+    ("calibration", ("coreml quantize",), 0.0),  # prepare_pt2e done: calibration runs next
+    # the second export of ExecuTorch int8 (after calibration) is done: two seconds into to_edge
+    # and the XNNPACK lowering, the stage that once ran on for a minute after Ctrl-C
+    ("lowering", ("executorch calibrate", "executorch export"), 2.0),
+]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("moment,after_lines,delay", _MOMENTS, ids=[m[0] for m in _MOMENTS])
+def test_a_signal_at_any_moment_ends_the_run_within_5_s(tmp_path: Path, moment: str, after_lines: tuple[str, ...],
+                                                      delay: float, sig: int) -> None:
+    if sig == signal.SIGTERM and moment != "import":
+        pytest.skip("SIGTERM takes SIGINT's path after the handler is in place: its exit code is checked once")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "edge_mlp", "convert", "as_mlp_mobile", "--target", target,
-           "--precision", precision, *SMALL, "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Mixer: the quickest model to reach ExecuTorch's lowering (after Core ML's int8 conversion)
+    cmd = [sys.executable, "-m", "edge_mlp", "convert", "mixer_mobile", "--target", "all", "--precision", "int8",
+           "--calib", "synthetic", "--calib-size", "4", "--img-size", "32", "--num-classes", "10", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # As from a terminal: SIGINT at its default (a test runner's worker may ignore it, and the CLI
+    # keeps an inherited "ignore", as a shell's background jobs need).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 240
-        while not any(p.name.startswith(".edge-mlp-tmp-") for p in out.glob("*")):
-            assert proc.poll() is None, f"finished before it could be interrupted: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "conversion never started staging"
-            time.sleep(0.05)
-        time.sleep(delay)  # inside export / lowering
+        assert proc.stdout is not None
+        waiting, seen = list(after_lines), []
+        while waiting:
+            line = proc.stdout.readline()  # blocks until the next stage line
+            if not line:
+                pytest.fail(f"the run ended before {waiting[0]!r}: {''.join(seen)}{proc.stderr.read()}")
+            seen.append(line)
+            if waiting[0] in line:
+                waiting.pop(0)
+        time.sleep(delay)
+        assert proc.poll() is None, "finished before it could be interrupted"
         os.kill(proc.pid, sig)
         sent = time.monotonic()
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=60)
+        took = time.monotonic() - sent
+        err = proc.stderr.read()
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
-    assert time.monotonic() - sent < 60, "took too long to stop"
-    assert _files(out) == []
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines() == [f"edge-mlp: interrupted by {signal.Signals(sig).name} (no partial files left)"], err
+    assert took < 5.0, f"{took:.1f} s from the signal to the exit"
+    # Nothing half-written: no staging folder, no ExecuTorch artifact; what a target finished
+    # before the signal (Core ML, at the lowering moment) is complete, its manifest matching.
+    left = [p for p in out.iterdir()] if out.exists() else []
+    assert not any(p.name.startswith(".edge-mlp-tmp-") or "executorch" in p.name for p in left), left
+    for manifest in out.glob("*.manifest.json"):
+        data = json.loads(manifest.read_text())
+        assert sha256_path(manifest.with_name(data["artifact"]["file"])) == data["artifact"]["sha256"]
 
 
 def test_a_swallowed_interrupt_is_raised_again_before_publishing(tmp_path: Path) -> None:
@@ -161,7 +191,7 @@ def test_a_swallowed_interrupt_is_raised_again_before_publishing(tmp_path: Path)
     finally:
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
-        interrupts._pending = False
+        interrupts.reset()
 
 
 def test_default_precisions_per_target() -> None:

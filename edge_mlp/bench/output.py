@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_output, write_text_atomic
 from .schema import BACKENDS
 
 CSV_COLUMNS = (
@@ -28,12 +29,16 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
             "p90_ms": lat["p90_ms"]}
 
 
+# What each output option writes, by suffix: checked before a run (edge_mlp.fileio.check_output_file).
+OUTPUT_SUFFIXES = {"json": (".json",), "csv": (".csv",), "plot": (".png", ".svg", ".pdf")}
+
+
 def write_json(data: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(data: dict[str, Any], path: str | Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in sorted_rows(data):
@@ -42,6 +47,30 @@ def write_csv(data: dict[str, Any], path: str | Path) -> None:
 
 def _x(value: float | None, fmt: str = "{:.2f}x") -> str:
     return "" if value is None else fmt.format(value)
+
+
+def _cell(value: Any) -> str:
+    """A table cell on one line whatever the value holds: whitespace runs (newlines included) become
+    one space and a `|` is escaped, so each table line stays one markdown row at any terminal width."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+# Below 10 timed runs per backend the median moves with one or two slow calls on a shared machine,
+# by as much as the gaps between backends, so a ratio of two medians says nothing.
+MIN_RUNS_FOR_SPEEDUPS = 10
+
+
+def timed_runs(data: dict[str, Any]) -> int | None:
+    """Timed runs per backend: the report's `settings.runs`, else the fewest any result had."""
+    runs = (data.get("settings") or {}).get("runs")
+    if isinstance(runs, int) and not isinstance(runs, bool):
+        return runs
+    per_row = [r["latency"]["runs"] for r in data.get("results", []) if r.get("latency", {}).get("runs")]
+    return min(per_row) if per_row else None
 
 
 def eager_baselines(data: dict[str, Any]) -> dict[str, str]:
@@ -67,20 +96,34 @@ def as_shipped(row: dict[str, Any], baselines: dict[str, str]) -> bool:
 
 
 def markdown_table(data: dict[str, Any], shipped_only: bool = False) -> str:
-    """Latency table; `shipped_only` drops the ablation rows (other lowerings than `convert` uses)."""
-    lines = ["| model | backend | precision | median ms (p10-p90) | vs fastest eager fp32 | int8 vs fp32 | GFLOP/s | % GEMM peak | size MB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Latency table, one row per model x backend x precision x shift lowering (`none`: no shift in
+    the family); `shipped_only` drops the ablation rows (other lowerings than `convert` uses). From a
+    run of fewer than MIN_RUNS_FOR_SPEEDUPS timed runs the speedup cells stay empty and, where that
+    withheld any, a line after the table (after a blank line, so that it is not read as a row) says why."""
+    lines = [_row("model", "backend", "precision", "shift lowering", "median ms (p10-p90)", "vs fastest eager fp32",
+                  "int8 vs fp32", "GFLOP/s", "% GEMM peak", "size MB"),
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    runs = timed_runs(data)
+    speedups = runs is None or runs >= MIN_RUNS_FOR_SPEEDUPS
     baselines = eager_baselines(data)
+    withheld = False
     for r in sorted_rows(data):
         if shipped_only and not as_shipped(r, baselines):
             continue
+        withheld |= not speedups and (r.get("speedup_vs_eager_fp32") or r.get("speedup_vs_fp32")) is not None
         lat = r["latency"]
+        median = f"{lat['median_ms']:.2f}"
+        if lat.get("p10_ms") is not None and lat.get("p90_ms") is not None:  # device tools may not report them
+            median += f" ({lat['p10_ms']:.2f}-{lat['p90_ms']:.2f})"
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
-        lines.append(
-            f"| {r['model']} | {r['backend']} | {r['precision']} | {lat['median_ms']:.2f} ({lat['p10_ms']:.2f}-"
-            f"{lat['p90_ms']:.2f}) | {_x(r.get('speedup_vs_eager_fp32'))} | {_x(r.get('speedup_vs_fp32'))} | "
-            f"{r['gflops']:.1f} | {_x(r.get('pct_of_gemm_peak'), '{:.0f} %')} | {size} |"
-        )
+        lines.append(_row(
+            r["model"], r["backend"], r["precision"], r["shift_lowering"], median,
+            _x(r.get("speedup_vs_eager_fp32")) if speedups else "", _x(r.get("speedup_vs_fp32")) if speedups else "",
+            f"{r['gflops']:.1f}", _x(r.get("pct_of_gemm_peak"), "{:.0f} %"), size,
+        ))
+    if withheld:
+        lines += ["", f"speedups omitted: {runs} timed run{'s' if runs != 1 else ''} per backend, too few for a "
+                      f"ratio of medians to mean anything; use --runs {MIN_RUNS_FOR_SPEEDUPS} or more"]
     return "\n".join(lines)
 
 
@@ -89,8 +132,8 @@ def shift_markdown(data: dict[str, Any]) -> str:
              "|---|---|---|---|---:|---:|---:|"]
     for s in sorted(data.get("shift_costs", []), key=lambda s: (s["model"], _ORDER.index(s["backend"]),
                                                                s["precision"], s["lowering"])):
-        lines.append(f"| {s['model']} | {s['backend']} | {s['precision']} | {s['lowering']} | {s['median_ms']:.2f} | "
-                     f"{s['identity_median_ms']:.2f} | {100 * s['fraction']:.1f} % |")
+        lines.append(_row(s["model"], s["backend"], s["precision"], s["lowering"], f"{s['median_ms']:.2f}",
+                          f"{s['identity_median_ms']:.2f}", f"{100 * s['fraction']:.1f} %"))
     return "\n".join(lines)
 
 
@@ -105,7 +148,7 @@ def profile_markdown(data: dict[str, Any], top: int = 8) -> str:
         lines += ["", f"{r['model']} {r['backend']} {r['precision']} ({r['shift_lowering']}): {profile['tool']}{total}",
                   "", "| op | calls | ms | share |", "|---|---:|---:|---:|"]
         for op in profile["ops"][:top]:
-            lines.append(f"| {op['op']} | {op['calls']} | {op['ms']:.3f} | {100 * op['share']:.1f} % |")
+            lines.append(_row(op["op"], op["calls"], f"{op['ms']:.3f}", f"{100 * op['share']:.1f} %"))
     return "\n".join(lines).lstrip("\n")
 
 
@@ -138,5 +181,6 @@ def plot(data: dict[str, Any], path: str | Path) -> None:
     machine = data["machine"]
     fig.suptitle(f"edge-mlp bench: batch 1, {machine['threads']} threads, {machine['description']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

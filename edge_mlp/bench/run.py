@@ -40,7 +40,7 @@ class BenchJob:
     warmup: int = 5
     runs: int = 30
     shift_ablation: bool = False  # also time slice, roll and identity (shift removed) lowerings
-    calib: str = "demo"
+    calib: str | None = None  # None: convert's default (edge_mlp.convert.default_calibration)
     calib_size: int = 32
     keep_artifacts: str | None = None  # folder to keep converted artifacts in, and reuse them from
     profile: bool = False  # after timing, a per-op table of each artifact from its runtime's profiler
@@ -83,7 +83,7 @@ def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.n
         raise EdgeMlpError(f"{artifact.name}: {target} artifacts cannot be timed on this host")
     converter = get_converter(target)
     key = (manifest.model.name, BACKENDS[target], manifest.precision, manifest.shift_lowering.used)
-    return _Entry(key, lambda: converter.load(artifact, threads=threads).bind(x), macs, artifact, manifest)
+    return _Entry(key, lambda: converter.open_model(artifact, threads=threads).bind(x), macs, artifact, manifest)
 
 
 def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray) -> list[_Entry]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..fileio import atomic_output
 from .interpreter import TracedOp
 
 _CAST_SUFFIX = re.compile(r"(_cast_(fp16|fp32|uint16|int16|int32|uint8|int8))+$")
@@ -88,4 +89,5 @@ def first_divergence(rows: list[TraceRow], threshold: float) -> TraceRow | None:
 def write_trace(path: str | Path, traced: list[TracedOp]) -> None:
     """All op outputs in one .npz, keys `NNNN_<op type>_<mil name>` in program order."""
     arrays = {f"{i:04d}_{op.op_type}_{op.name}": np.asarray(op.outputs[0]) for i, op in enumerate(traced)}
-    np.savez_compressed(path, **arrays)
+    with atomic_output(path) as tmp:
+        np.savez_compressed(tmp, **arrays)

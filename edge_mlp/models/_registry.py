@@ -32,6 +32,34 @@ class DataConfig:
     interpolation: str
 
 
+# Beyond these the work is no longer a phone's: a 2048x2048 AS-MLP-T needs ~40 GB to export, and
+# an ImageNet-21k head has 21,843 classes.
+MAX_IMG_SIZE = 2048
+MAX_NUM_CLASSES = 100_000
+
+
+@dataclass(frozen=True)
+class InputSizes:
+    """The square input sizes a resolved model takes: multiples of `step` from `minimum` up to
+    MAX_IMG_SIZE. A family derives them from its strides and kernels (`register_family`)."""
+
+    step: int
+    minimum: int
+    why: str  # the strides / kernels behind the rule, for the error message and `info`
+
+    def accepts(self, size: int) -> bool:
+        return self.minimum <= size <= MAX_IMG_SIZE and size % self.step == 0
+
+    def describe(self) -> str:
+        sizes = "any size" if self.step == 1 else f"multiples of {self.step}"
+        return f"{sizes} from {self.minimum} to {MAX_IMG_SIZE} ({self.why})"
+
+    def nearest(self, size: int) -> list[int]:
+        below = max(self.minimum, min(MAX_IMG_SIZE, size) // self.step * self.step)
+        above = below if below >= size else below + self.step
+        return sorted({s for s in (below, above) if self.accepts(s)})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -44,6 +72,7 @@ class ModelSpec:
     source: str
     overrides: tuple[str, ...]
     has_shift: bool  # a spatial shift whose lowering the target picks (edge_mlp.options.ExportForms)
+    input_sizes: Callable[[Mapping[str, Any]], InputSizes]  # constructor kwargs -> accepted sizes
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,7 @@ def register_family(
     source: str,
     variants: Mapping[str, tuple[Mapping[str, Any], DataConfig, str]],
     official: tuple[str, ...],
+    input_sizes: Callable[[Mapping[str, Any]], InputSizes],
     has_shift: bool = False,
 ) -> None:
     params = inspect.signature(builder).parameters
@@ -99,7 +129,7 @@ def register_family(
         _REGISTRY[name] = ModelSpec(
             name=name, family=family, builder=builder, config=dict(config), data=data,
             description=description, official=name in official, source=source, overrides=overrides,
-            has_shift=has_shift,
+            has_shift=has_shift, input_sizes=input_sizes,
         )
 
 
@@ -133,7 +163,30 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
         if p.default is not inspect.Parameter.empty
     }
     kwargs = {**defaults, **spec.config, **overrides}
+    _check_sizes(spec, kwargs, overrides)
     return ModelConfig(name=name, family=spec.family, kwargs=kwargs, data=spec.data)
+
+
+def input_sizes(name: str, **overrides: Any) -> InputSizes:
+    """The input sizes `name` (with `overrides`, e.g. other depths) takes."""
+    spec = get_spec(name)
+    return spec.input_sizes(resolve_config(name, **{k: v for k, v in overrides.items() if k != "img_size"}).kwargs)
+
+
+def _check_sizes(spec: ModelSpec, kwargs: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Refuse, before anything is built, the sizes and counts that would fail deep inside a
+    conversion (or allocate without bound)."""
+    classes = overrides.get("num_classes")
+    if classes is not None and (not isinstance(classes, int) or not 1 <= classes <= MAX_NUM_CLASSES):
+        raise ConfigError(f"number of classes must be from 1 to {MAX_NUM_CLASSES:,}, got {classes}")
+    size = overrides.get("img_size")
+    if size is None:
+        return
+    rule = spec.input_sizes(kwargs)
+    if not isinstance(size, int) or not rule.accepts(size):
+        near = rule.nearest(size) if isinstance(size, int) else []
+        hint = f"; nearest: {' or '.join(map(str, near))}" if near else ""
+        raise ConfigError(f"{spec.name} does not take image size {size}: it takes {rule.describe()}{hint}")
 
 
 # Recorded by edge-mlp 0.1 manifests, now an export form (manifest.shift_lowering says which).

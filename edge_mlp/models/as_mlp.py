@@ -6,7 +6,7 @@ strict=True. The CuPy shift kernel is replaced by `edge_mlp.ops.axial_shift` (bi
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..ops.export_forms import GroupNorm1, space_to_depth, space_to_depth_kernels
 from ..ops.shift import axial_shift, axial_shift_groups, one_hot_kernel
 from ._layers import drop_path_or_identity, to_2tuple
-from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
+from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
 
 
 def MyNorm(dim: int) -> nn.GroupNorm:  # noqa: N802 - the official name
@@ -220,8 +220,17 @@ def _init_weights(m: nn.Module) -> None:
 
 _IMAGENET = DataConfig(mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, interpolation="bicubic")
 
+def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
+    """The patch embedding strides by patch_size and each of the stages after the first halves the
+    map in a PatchMerging that needs an even map: sizes divisible by patch * 2**(stages-1)."""
+    merges = len(kwargs["depths"]) - 1
+    step = int(kwargs["patch_size"]) * 2**merges
+    return InputSizes(step=step, minimum=step, why=f"patch {kwargs['patch_size']}, then {merges} patch merge{'s' * (merges != 1)} halving the map")
+
+
 register_family(
     family="as_mlp",
+    input_sizes=_input_sizes,
     builder=AS_MLP,
     overrides=(
         "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths",

@@ -7,7 +7,7 @@ blocks stay channels-last (B, H, W, C) as in the official model, so any input si
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,7 @@ import torch.nn as nn
 from ..ops.cycle_fc import CycleFC
 from ..ops.export_forms import LayerNorm, mean_hw_nhwc
 from ._layers import drop_path_or_identity
-from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, register_family
+from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
 
 
 class Mlp(nn.Module):
@@ -170,8 +170,15 @@ def _cfg(crop_pct: float) -> DataConfig:
 
 _STAGE_DEFAULTS = dict(transitions=(True, True, True, True), embed_dims=(64, 128, 320, 512))
 
+def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
+    """Every stride rounds up (padded convs), so any size works once the 7x7 stride-4 stem (padding
+    2) has one output pixel: 3 and more."""
+    return InputSizes(step=1, minimum=3, why="overlapping stride-4 stem, padded stride-2 downsamples")
+
+
 register_family(
     family="cycle_mlp",
+    input_sizes=_input_sizes,
     builder=CycleNet,
     overrides=(
         "layers", "embed_dims", "mlp_ratios", "transitions", "num_classes", "img_size",

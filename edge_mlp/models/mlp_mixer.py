@@ -7,6 +7,7 @@ with strict=True. The token MLP is tied to the number of patches, so the input s
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -14,7 +15,7 @@ import torch.nn as nn
 from ..ops.export_forms import LayerNorm as ExportLayerNorm
 from ..ops.export_forms import mean_tokens
 from ._layers import drop_path_or_identity, to_2tuple
-from ._registry import DataConfig, register_family
+from ._registry import DataConfig, InputSizes, register_family
 
 LayerNorm = partial(ExportLayerNorm, eps=1e-6)
 
@@ -119,8 +120,16 @@ def _init_weights(m: nn.Module) -> None:
 # timm's Mixer configs: inputs scaled to [-1, 1].
 _MIXER_DATA = DataConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.875, interpolation="bicubic")
 
+def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
+    """Whole patches only (a remainder would be dropped silently); the token MLP is sized by the
+    number of patches, so each size is its own model."""
+    patch = int(kwargs["patch_size"])
+    return InputSizes(step=patch, minimum=patch, why=f"whole {patch}x{patch} patches; each size is its own model")
+
+
 register_family(
     family="mlp_mixer",
+    input_sizes=_input_sizes,
     builder=MlpMixer,
     overrides=(
         "img_size", "patch_size", "num_blocks", "embed_dim", "mlp_ratio", "num_classes",
