@@ -475,20 +475,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
-    except SystemExit as done:  # argparse: --help, --version, or a usage error already printed
-        return done.code if isinstance(done.code, int) else 2
-    except EdgeMlpError as err:
-        # Plain print: one line however long (rich would wrap it at the terminal width).
-        print(f"edge-mlp: error: {err}", file=sys.stderr, flush=True)
-        return err.exit_code
-    except KeyboardInterrupt:
-        # Staging folders were removed while the exception unwound. Leave right away: letting the
-        # interpreter finalize can re-deliver the signal and end the process by it instead.
-        print(f"edge-mlp: {interrupts.reason()}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(interrupts.exit_code())
+        code = func(args)
+    except BaseException as err:  # noqa: B902 - sorted out right here
+        # After a signal, whatever ends the run is its consequence: an interrupt that a library
+        # swallowed mid-import can leave a half-imported module that fails later (numpy's
+        # RecursionError), so any exception then is reported as the interruption it is.
+        if interrupts.received() or isinstance(err, KeyboardInterrupt):
+            _exit_interrupted()
+        if isinstance(err, SystemExit):  # argparse: --help, --version, or a usage error already printed
+            return err.code if isinstance(err.code, int) else 2
+        if isinstance(err, EdgeMlpError):
+            # Plain print: one line however long (rich would wrap it at the terminal width).
+            print(f"edge-mlp: error: {err}", file=sys.stderr, flush=True)
+            return err.exit_code
+        raise
+    if interrupts.received():  # swallowed by a library, and nothing was published after it
+        _exit_interrupted()
+    return code
+
+
+def _exit_interrupted() -> NoReturn:
+    # Staging folders were removed while the exception unwound. Leave right away: letting the
+    # interpreter finalize can re-deliver the signal and end the process by it instead.
+    interrupts.remove_temp_paths()
+    print(f"edge-mlp: {interrupts.reason()}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(interrupts.exit_code())
 
 
 if __name__ == "__main__":

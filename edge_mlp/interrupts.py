@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 GRACE_S = 3.0  # the issue's bound is 5 s from the signal to the exit
 
@@ -50,10 +52,21 @@ def _exit_after_grace(generation: int) -> None:
     os._exit(exit_code())
 
 
+def _unraisable(info: Any) -> None:
+    """An interrupt raised inside a finalizer (`__del__`, e.g. torch's StorageWeakRef during
+    ExecuTorch's lowering) cannot propagate: Python prints "Exception ignored in ..." with a
+    traceback and goes on. It is remembered, and checkpoint() or the watchdog ends the run: print
+    nothing for it."""
+    if isinstance(info.exc_value, KeyboardInterrupt) and _received is not None:
+        return
+    sys.__unraisablehook__(info)
+
+
 def install() -> None:
     """Route SIGINT and SIGTERM through the remembering handler (main thread only)."""
     global _stderr_fd
     reset()
+    sys.unraisablehook = _unraisable
     if _stderr_fd == 2:
         _stderr_fd = os.dup(2)
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -66,6 +79,10 @@ def reset() -> None:
     global _received, _generation
     _received = None
     _generation += 1
+
+
+def received() -> bool:
+    return _received is not None
 
 
 def checkpoint() -> None:

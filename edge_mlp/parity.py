@@ -109,11 +109,12 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     converter = get_converter(manifest.target.name)
     options = {} if mil_precision is None else {"mil_precision": mil_precision}
     converter.check_options(options)
+    host = converter.open_model(artifact, **options)  # a file its runtime refuses fails here, first
     x, labels, source = evaluation_set(manifest, data, limit)
     model = reference_model(manifest)
     with torch.no_grad():
         reference = np.concatenate([model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
-    outputs = converter.predict(artifact, x, **options)
+    outputs = np.concatenate([host(x[i : i + 1]) for i in range(len(x))])  # the artifacts take batch 1
     return ParityReport(
         artifact=str(artifact), model=manifest.model.name, target=manifest.target.name,
         precision=manifest.precision, runtime=converter.host_runtime(**options), data=source, images=len(x), **compare(outputs, reference, labels),
@@ -136,7 +137,9 @@ def _require_int8(artifact: Path, manifest: Manifest) -> None:
 
 def _require_coreml(artifact: Path, manifest: Manifest) -> None:
     if manifest.target.name != "coreml":
-        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is a {manifest.target.name} artifact")
+        target = manifest.target.name
+        article = "an" if target[0] in "aeiou" else "a"
+        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is {article} {target} artifact")
 
 
 def write_json(reports: list[ParityReport], path: str | Path) -> None:
