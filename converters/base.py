@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
-from edge_mlp.errors import EdgeMlpError
+from edge_mlp.errors import EdgeMlpError, indefinite
 from edge_mlp.options import ExportForms, NormForm, Precision, ShiftLowering
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Converter(ABC):
             lines = str(err).strip().splitlines() or [type(err).__name__]
             detail = "; ".join(d for d in (native_log(err), lines[0]) if d)[:300]
             raise EdgeMlpError(f"{self.host_runtime_package} cannot load {artifact.name} ({detail}): "
-                               f"it is corrupt or not {'an' if self.target[0] in 'aeiou' else 'a'} {self.target} artifact; "
+                               f"it is corrupt or not {indefinite(self.target)} artifact; "
                                "re-convert it") from None
 
     def run(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:

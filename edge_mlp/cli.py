@@ -172,7 +172,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
         check_output_file(args.json, (".json",), "--json")
     if args.trace:
         check_output_file(args.trace, (".npz",), "--trace")
-    check_extras(args.artifact, per_layer=args.per_layer, trace=bool(args.trace))
+    if args.per_layer or args.trace:  # before the parity run, which takes 10-20 s
+        check_extras(args.artifact, per_layer=args.per_layer, trace=bool(args.trace))
     with console.status("running artifact and PyTorch reference..."):
         report = run_parity(args.artifact, data=args.data, limit=args.limit, mil_precision=args.mil_precision)
     table = _table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",

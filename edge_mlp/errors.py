@@ -23,3 +23,8 @@ class ConfigError(EdgeMlpError):
 
 class WeightsError(EdgeMlpError):
     """A weights file that cannot be read, is not a checkpoint, or does not fit the model."""
+
+
+def indefinite(noun: str) -> str:
+    """'an onnx', 'a tflite': for messages that name a target."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .converters import get_converter
 from .data import LabelledImages, load_dataset, preprocess_all
 from .demo import weights_file
-from .errors import EdgeMlpError
+from .errors import EdgeMlpError, indefinite
 from .fileio import sha256_file, write_text_atomic
 from .manifest import Manifest, open_artifact
 from .options import Precision
@@ -137,9 +137,8 @@ def _require_int8(artifact: Path, manifest: Manifest) -> None:
 
 def _require_coreml(artifact: Path, manifest: Manifest) -> None:
     if manifest.target.name != "coreml":
-        target = manifest.target.name
-        article = "an" if target[0] in "aeiou" else "a"
-        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is {article} {target} artifact")
+        raise EdgeMlpError(f"--trace runs Core ML programs op by op; {artifact.name} is "
+                           f"{indefinite(manifest.target.name)} artifact")
 
 
 def write_json(reports: list[ParityReport], path: str | Path) -> None:
