@@ -67,6 +67,12 @@ class HostModel:
         """Float32 logits of a float32 NCHW batch of one (int8 I/O is quantized inside)."""
         raise NotImplementedError
 
+    def batch(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a batch of any size: the artifact takes one image at a time."""
+        import numpy as np
+
+        return np.concatenate([self(x[i : i + 1]) for i in range(len(x))])
+
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         """A call that runs the model on `x` with the input already in the runtime's form: what
         `edge-mlp bench` times, so input conversion does not count as inference."""
@@ -145,12 +151,9 @@ class Converter(ABC):
         return self.open_model(artifact, **options)(x)
 
     def predict(self, artifact: Path, x: np.ndarray, **options: Any) -> np.ndarray:
-        """Logits for a batch of any size: the artifact takes one image at a time."""
-        import numpy as np
-
+        """Logits for a batch of any size (HostModel.batch)."""
         self.check_options(options)
-        model = self.open_model(artifact, **options)
-        return np.concatenate([model(x[i : i + 1]) for i in range(len(x))])
+        return self.open_model(artifact, **options).batch(x)
 
     def run_on_device(self, phone: Shell, model_path: str, runner_path: str, threads: int, warmup: int,
                       runs: int) -> tuple[Latency, float | None]:

@@ -149,7 +149,7 @@ def default_calibration(weights: str | None) -> str:
 
 
 def _check_replace(final: Path, config: dict[str, Any], weights_sha256: str | None, force: bool) -> str | None:
-    """Whether publishing `final` may replace what is there: an artifact of the same model config
+    """`config`: as the manifest records it (ModelConfig.to_dict, lists not tuples). Whether publishing `final` may replace what is there: an artifact of the same model config
     and weights may be replaced (said in one line); another one only with --force, since the file
     name does not carry image size or weights. Returns what is replaced, None if nothing."""
     old_manifest = manifest_path(final)
@@ -158,8 +158,8 @@ def _check_replace(final: Path, config: dict[str, Any], weights_sha256: str | No
     try:  # raw JSON: a manifest of an older schema still says what it was converted from
         old = json.loads(old_manifest.read_text())
         old_config, old_weights = old["model"]["config"], old["weights"]["sha256"]
-        changes = [f"{k} {old_config[k]!r} -> {_plain(v)!r}" for k, v in config.items()
-                   if k in old_config and old_config[k] != _plain(v)]
+        changes = [f"{k} {old_config[k]!r} -> {v!r}" for k, v in config.items()
+                   if k in old_config and old_config[k] != v]
         if old_weights != weights_sha256:
             changes.append("other weights")
     except (OSError, ValueError, KeyError, TypeError):
@@ -169,10 +169,6 @@ def _check_replace(final: Path, config: dict[str, Any], weights_sha256: str | No
                            "replace it, or choose another --out")
     return f"replaced {final.name} ({'; '.join(changes) if changes else 'same model config and weights'})"
 
-
-def _plain(value: Any) -> Any:
-    """A config value as its manifest JSON reads back (tuples are lists there)."""
-    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def auto_lowering(conv: Converter, precision: Precision, family: str) -> Choice:
@@ -225,7 +221,7 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
         labels = _labels_beside(weights_path)
     state = read_state_dict(weights_path) if weights_path else None
     weights_info = (
-        FileInfo(file=weights_reference(job.model, job.weights), sha256=sha256_file(weights_path),
+        FileInfo(file=weights_reference(job.model, job.weights), sha256=the_plan.weights_sha256,
                  size_bytes=weights_path.stat().st_size)
         if weights_path else FileInfo(file=None, sha256=None)
     )
@@ -238,8 +234,8 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
     preprocess = Preprocessing.for_model(config)
     calibration: CalibrationSet | None = None
     results = []
+    calib = the_plan.calib
     for step in the_plan.steps:
-        calib = the_plan.calib
         if step.precision.calibrated and calibration is None:
             assert calib is not None  # plan() resolves it for every calibrated step
             calibration = load_calibration(calib, preprocess, job.calib_size)

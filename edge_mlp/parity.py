@@ -114,7 +114,7 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     model = reference_model(manifest)
     with torch.no_grad():
         reference = np.concatenate([model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
-    outputs = np.concatenate([host(x[i : i + 1]) for i in range(len(x))])  # the artifacts take batch 1
+    outputs = host.batch(x)
     return ParityReport(
         artifact=str(artifact), model=manifest.model.name, target=manifest.target.name,
         precision=manifest.precision, runtime=converter.host_runtime(**options), data=source, images=len(x), **compare(outputs, reference, labels),
