@@ -45,33 +45,77 @@ class ConversionRequest:
     num_classes: int
     stage: StageTimer  # `with request.stage("export"): ...` times and reports a stage
     float_modules: tuple[str, ...] = ()  # int8: module paths (blocks) to keep in float
+    # Every (H, W) the artifact takes, the example's first; more than one only where the target
+    # declares `multi_size`.
+    sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         self.precision = Precision.parse(self.precision)
+        if not self.sizes:
+            self.sizes = (tuple(int(s) for s in self.example.shape[-2:]),)  # type: ignore[assignment]
+
+    def examples(self) -> list[torch.Tensor]:
+        """One seeded example input per size (the first is `example`)."""
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        c = self.example.shape[1]
+        return [self.example] + [torch.randn(1, c, h, w, generator=generator) for h, w in self.sizes[1:]]
+
+    def output_specs(self, names: Sequence[str] | None = None) -> list[TensorSpec]:
+        """The artifact's float outputs at the first size: the logits, or a backbone's feature maps
+        (shapes from running the model once). `names`: the runtime's own output names, if it has them."""
+        import torch
+
+        config = getattr(self.model, "edge_config", None)  # None: a bare module (tests of single ops)
+        features = config.features() if config is not None else []
+        if not features:
+            return [float_spec(names[0] if names else "logits", (1, self.num_classes), "NC")]
+        with torch.no_grad():
+            maps = self.model(self.example)
+        return [float_spec(names[i] if names else f"stride{f.stride}", m.shape, "NCHW")
+                for i, (f, m) in enumerate(zip(features, maps))]
 
 
 @dataclass
 class ConversionOutput:
     path: Path
     input: TensorSpec
-    output: TensorSpec
+    outputs: list[TensorSpec]  # the logits, or a backbone's feature maps in out_indices order
     quantization: QuantizationInfo | None
     coverage: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    entry_points: list[str] = field(default_factory=list)  # per request size: what runs it ("" = the default)
+
+
+def size_entry(size: tuple[int, int], default: str) -> str:
+    """The entry point (ExecuTorch method, LiteRT signature, Core ML function) of one extra input
+    size of a multi-size artifact; the first size keeps the runtime's `default` one."""
+    return f"{default}_{size[0]}x{size[1]}"
 
 
 class HostModel:
     """An artifact loaded once on this machine's runtime."""
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Float32 logits of a float32 NCHW batch of one (int8 I/O is quantized inside)."""
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Float32 outputs (logits, or a backbone's feature maps) of a float32 NCHW batch of one
+        (int8 I/O is quantized inside); a multi-size artifact runs the entry point of x's size."""
         raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Float32 logits (a backbone's first output) of a float32 NCHW batch of one."""
+        return self.outputs(x)[0]
 
     def batch(self, x: np.ndarray) -> np.ndarray:
         """Logits for a batch of any size: the artifact takes one image at a time."""
+        return self.batch_outputs(x)[0]
+
+    def batch_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output for a batch of any size, one image at a time."""
         import numpy as np
 
-        return np.concatenate([self(x[i : i + 1]) for i in range(len(x))])
+        per_image = [self.outputs(x[i : i + 1]) for i in range(len(x))]
+        return [np.concatenate(column) for column in zip(*per_image)]
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         """A call that runs the model on `x` with the input already in the runtime's form: what
@@ -104,6 +148,9 @@ class Converter(ABC):
     device_runner: ClassVar[str | None] = None  # the runtime's benchmark binary on an Android phone
     int8_scheme: ClassVar[str] = ""  # manifest quantization.scheme / .tool of its int8
     int8_tool: ClassVar[str] = ""
+    # How one artifact takes several input sizes (`convert --img-size 224,288x384`), "" where it
+    # cannot; float precisions only (int8 calibrates one graph per size).
+    multi_size: ClassVar[str] = ""
 
     def export_forms(self, lowering: ShiftLowering) -> ExportForms:
         """The op forms this target's artifacts are exported with."""
@@ -177,6 +224,15 @@ class Converter(ABC):
         unknown = sorted(set(options) - {"threads", *self.load_options})
         if unknown:
             raise EdgeMlpError(f"{', '.join(unknown)} do(es) not apply to {self.target} artifacts")
+
+    def check_sizes(self, sizes: Sequence[tuple[int, int]], precision: Precision) -> None:
+        if len(sizes) < 2:
+            return
+        if not self.multi_size:
+            raise EdgeMlpError(f"{self.target} artifacts take one input size: convert once per size")
+        if precision.calibrated:
+            raise EdgeMlpError(f"{precision} calibrates one graph per input size: convert each size separately "
+                               "(several sizes in one artifact are for the float precisions)")
 
     def check_precision(self, precision: Precision) -> None:
         if precision not in self.precisions:

@@ -10,27 +10,51 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from edge_mlp.options import Precision, ShiftLowering
 
-from .base import ConversionOutput, ConversionRequest, Converter, HostModel, float_spec, op_histogram, register
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, float_spec, op_histogram, register, size_entry
 
 if TYPE_CHECKING:
     import numpy as np
 
 
 class _Predictor(HostModel):
-    """Wraps `predict(name_in -> array) -> {name_out: array}` of Core ML or the MIL interpreter."""
+    """Wraps `predict(name_in -> array) -> {name: array}` of Core ML or the MIL interpreter, one per
+    function of a multifunction (multi-size) package, opened when first needed."""
 
-    def __init__(self, predict: Callable[[dict], dict], name_in: str, name_out: str) -> None:
-        self.predict, self.name_in, self.name_out = predict, name_in, name_out
+    def __init__(self, open_function: Callable[[str], tuple[Callable[[dict], dict], str, list[str]]],
+                 functions: Sequence[str]) -> None:
+        self.open_function, self.functions = open_function, set(functions)
+        self.opened: dict[str, tuple[Callable[[dict], dict], str, list[str]]] = {}
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import numpy as np
 
-        out = self.predict({self.name_in: np.ascontiguousarray(x, np.float32)})[self.name_out]
-        return np.asarray(out, dtype=np.float32)
+        function = size_entry(tuple(x.shape[-2:]), "main")
+        if function not in self.functions:
+            function = "main"
+        if function not in self.opened:
+            self.opened[function] = self.open_function(function)
+        predict, name_in, names_out = self.opened[function]
+        out = predict({name_in: np.ascontiguousarray(x, np.float32)})
+        return [np.asarray(out[name], dtype=np.float32) for name in names_out]
+
+
+def function_names(artifact: Path) -> list[str]:
+    """The functions of a multifunction package (empty for a single-function one), from its spec."""
+    import json
+
+    manifest = json.loads((artifact / "Manifest.json").read_text())
+    for item in manifest.get("itemInfoEntries", {}).values():
+        if item.get("path", "").endswith(".mlmodel"):
+            from coremltools.proto import Model_pb2
+
+            spec = Model_pb2.Model()
+            spec.ParseFromString((artifact / "Data" / item["path"]).read_bytes())
+            return [f.name for f in spec.description.functions]
+    return []
 
 
 @register
@@ -50,6 +74,7 @@ class CoreMLConverter(Converter):
     int8_scheme = ("W8A8: per-channel symmetric int8 weights, per-tensor int8 activations "
                    "(PT2E Q/DQ graph -> MIL quantize/dequantize), fp16 compute elsewhere")
     int8_tool = "executorch XNNPACKQuantizer + torchao PT2E + coremltools"
+    multi_size = "one function per size in a multifunction package (main, main_HxW; iOS 18), weights stored once"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import coremltools as ct
@@ -63,14 +88,18 @@ class CoreMLConverter(Converter):
         quantization = None
         if request.precision.calibrated:
             model, _, quantization = quantize_request(self, request)
-        with request.stage("export"):
-            program = torch.export.export(model, (x,)).run_decompositions({})
+        # Several sizes: one function per size in a multifunction package (main, main_HxW), each
+        # a static program; identical weights are stored once. Multifunction needs iOS 18.
+        target = ct.target.iOS18 if len(request.sizes) > 1 else ct.target.iOS17
         compute = ct.precision.FLOAT32 if request.precision is Precision.FP32 else ct.precision.FLOAT16
-        with request.stage("lower"):
-            mlmodel = ct.convert(
-                program, minimum_deployment_target=ct.target.iOS17, compute_precision=compute,
-                convert_to="mlprogram",
-            )
+        mlmodels = []
+        for example in request.examples():
+            with request.stage("export"):
+                program = torch.export.export(model, (example,)).run_decompositions({})
+            with request.stage("lower"):
+                mlmodels.append(ct.convert(program, minimum_deployment_target=target, compute_precision=compute,
+                                           convert_to="mlprogram"))
+        mlmodel = mlmodels[0]
         if request.precision is Precision.W8:
             from coremltools.optimize.coreml import (
                 OpLinearQuantizerConfig,
@@ -78,30 +107,36 @@ class CoreMLConverter(Converter):
                 linear_quantize_weights,
             )
 
+            config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
+                mode="linear_symmetric", dtype="int8", granularity="per_channel"))
             with request.stage("quantize"):
-                config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
-                    mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-                mlmodel = linear_quantize_weights(mlmodel, config=config)
+                mlmodels = [linear_quantize_weights(m, config=config) for m in mlmodels]
+            mlmodel = mlmodels[0]
             quantization = QuantizationInfo(
                 scheme="weight-only int8: per-channel symmetric weights, fp16 activations and compute",
                 tool="coremltools.optimize.coreml.linear_quantize_weights",
             )
         ops = op_histogram([op.op_type for op in mlmodel._mil_program.functions["main"].operations])
         path = request.work_dir / f"{request.stem}{self.suffix}"
-        with request.stage("save"):
-            mlmodel.save(str(path))
         spec = mlmodel.get_spec()
+        entries = ["main"] + [size_entry(size, "main") for size in request.sizes[1:]]
+        with request.stage("save"):
+            if len(mlmodels) == 1:
+                mlmodel.save(str(path))
+            else:
+                _save_multifunction(mlmodels, entries, request.work_dir, path)
         return ConversionOutput(
             path=path,
             input=float_spec(spec.description.input[0].name, x.shape, "NCHW"),
-            output=float_spec(spec.description.output[0].name, (1, request.num_classes), "NC"),
+            outputs=request.output_specs([o.name for o in spec.description.output]),
             quantization=quantization,
             coverage={
                 "mil_op_histogram": ops,
                 "compute_precision": "float32" if request.precision is Precision.FP32 else "float16",
-                "minimum_deployment_target": "iOS17",
+                "minimum_deployment_target": "iOS18" if len(mlmodels) > 1 else "iOS17",
                 "spec_version": spec.specificationVersion,
             },
+            entry_points=entries,
         )
 
     def coverage_summary(self, coverage: dict) -> str:
@@ -121,9 +156,14 @@ class CoreMLConverter(Converter):
             return _predict_with_core_ml(artifact)
         from edge_mlp.mil import MilInterpreter
 
-        interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16")
-        (name_in,), (name_out,) = interpreter.inputs, interpreter.output_names
-        return _Predictor(interpreter, name_in, name_out)
+        def open_function(function: str) -> tuple[Callable[[dict], dict], str, list[str]]:
+            interpreter = MilInterpreter(artifact, precision=mil_precision or "fp16", function=function)
+            (name_in,) = interpreter.inputs
+            return interpreter, name_in, list(interpreter.output_names)
+
+        predictor = _Predictor(open_function, function_names(artifact))
+        predictor.opened["main"] = open_function("main")  # a package the interpreter refuses fails here
+        return predictor
 
 
 def _on_macos() -> bool:
@@ -133,6 +173,32 @@ def _on_macos() -> bool:
 def _predict_with_core_ml(artifact: Path) -> HostModel:
     import coremltools as ct
 
-    mlmodel = ct.models.MLModel(str(artifact))
-    spec = mlmodel.get_spec()
-    return _Predictor(mlmodel.predict, spec.description.input[0].name, spec.description.output[0].name)
+    def open_function(function: str) -> tuple[Callable[[dict], dict], str, list[str]]:
+        names = function_names(artifact)
+        mlmodel = ct.models.MLModel(str(artifact), function_name=function if names else None)
+        spec = mlmodel.get_spec()
+        description = next((f for f in spec.description.functions if f.name == function), spec.description)
+        return mlmodel.predict, description.input[0].name, [o.name for o in description.output]
+
+    predictor = _Predictor(open_function, function_names(artifact))
+    predictor.opened["main"] = open_function("main")
+    return predictor
+
+
+def _save_multifunction(mlmodels: list, entries: list[str], work: Path, path: Path) -> None:
+    """Each size's package saved apart, then merged into one multifunction package at `path`."""
+    import shutil
+
+    import coremltools as ct
+
+    descriptor = ct.utils.MultiFunctionDescriptor()
+    parts = []
+    for mlmodel, entry in zip(mlmodels, entries):
+        part = work / f"part-{entry}.mlpackage"
+        mlmodel.save(str(part))
+        descriptor.add_function(str(part), src_function_name="main", target_function_name=entry)
+        parts.append(part)
+    descriptor.default_function_name = "main"
+    ct.utils.save_multifunction(descriptor, str(path))
+    for part in parts:
+        shutil.rmtree(part)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.options import NormForm, Precision, ShiftLowering
 
-from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, float_spec, register
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, float_spec, register, size_entry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,19 +35,31 @@ class _Program(HostModel):
         with native_stderr():  # the threadpool's cpuinfo probing logs to fd 2
             if threads is not None:
                 portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's pool; the only knob the pybindings expose
-            self.method = Runtime.get().load_program(str(artifact)).load_method("forward")
+            self.program = Runtime.get().load_program(str(artifact))
+            self.methods = {"forward": self.program.load_method("forward")}
+
+    def _method(self, x: np.ndarray):
+        """The method of x's size: `forward`, or `forward_HxW` of a multi-size program."""
+        name = size_entry(tuple(x.shape[-2:]), "forward")
+        if name not in self.methods and name in self.program.method_names:
+            from edge_mlp.quiet import native_stderr
+
+            with native_stderr():
+                self.methods[name] = self.program.load_method(name)
+        return self.methods.get(name, self.methods["forward"])
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         import torch
 
-        inputs = [torch.from_numpy(x)]
-        return lambda: self.method.execute(inputs)
+        inputs, method = [torch.from_numpy(x)], self._method(x)
+        return lambda: method.execute(inputs)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import numpy as np
         import torch
 
-        return self.method.execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])[0].numpy()
+        results = self._method(x).execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])
+        return [r.numpy() for r in results]
 
 
 def parse_executor_runner(text: str) -> tuple[int, float]:
@@ -84,6 +96,7 @@ class ExecuTorchConverter(Converter):
     int8_scheme = ("static int8: per-channel symmetric weights, per-tensor affine activations "
                    "(PT2E Q/DQ; ops XNNPACKQuantizer does not annotate stay float)")
     int8_tool = "executorch XNNPACKQuantizer + torchao PT2E"
+    multi_size = "one method per size in one program (forward, forward_HxW): static graphs XNNPACK delegates whole"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import torch
@@ -98,17 +111,23 @@ class ExecuTorchConverter(Converter):
         quantization = None
         if request.precision.calibrated:
             model, _, quantization = quantize_request(self, request)
+        # One method per input size (`forward` for the first, `forward_HxW` for the others): each
+        # is a static graph XNNPACK delegates whole.
+        entries = ["forward"] + [size_entry(size, "forward") for size in request.sizes[1:]]
+        programs = {}
         with request.stage("export"):
-            program = torch.export.export(model, (x,))
-            if request.precision is Precision.FP32:
-                # Fold ops on weights (CycleFC's flatten of its conv-shaped weight) into constants:
-                # XNNPACK takes an fp32 Linear only with a constant weight. Not for int8, where it
-                # would fold the weights' dequantize and store them as float.
-                with torch.no_grad():  # folded weights are constants, not parameters needing grad
-                    program = constant_prop_pass(program)
+            for entry, example in zip(entries, request.examples()):
+                program = torch.export.export(model, (example,))
+                if request.precision is Precision.FP32:
+                    # Fold ops on weights (CycleFC's flatten of its conv-shaped weight) into constants:
+                    # XNNPACK takes an fp32 Linear only with a constant weight. Not for int8, where it
+                    # would fold the weights' dequantize and store them as float.
+                    with torch.no_grad():  # folded weights are constants, not parameters needing grad
+                        program = constant_prop_pass(program)
+                programs[entry] = program
         with request.stage("lower"):
-            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-            info = get_delegation_info(edge.exported_program().graph_module)
+            edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+            info = get_delegation_info(edge.exported_program("forward").graph_module)
             buffer = edge.to_executorch().buffer
         with request.stage("save"):
             path = request.work_dir / f"{request.stem}{self.suffix}"
@@ -133,9 +152,10 @@ class ExecuTorchConverter(Converter):
         return ConversionOutput(
             path=path,
             input=float_spec("input", x.shape, "NCHW"),
-            output=float_spec("logits", (1, request.num_classes), "NC"),
+            outputs=request.output_specs(),
             quantization=quantization,
             coverage=coverage,
+            entry_points=entries,
         )
 
     def coverage_summary(self, coverage: dict) -> str:

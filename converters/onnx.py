@@ -55,8 +55,8 @@ class _Session(HostModel):
         feed = {self.name: np.ascontiguousarray(x, np.float32)}
         return lambda: self.session.run(None, feed)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.bind(x)()[0]
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(self.bind(x)())  # type: ignore[call-overload]
 
 
 def _onnx_scopes(module: str) -> set[str]:
@@ -85,6 +85,7 @@ class OnnxConverter(Converter):
     int8_scheme = ("static QDQ of Conv / MatMul / Gemm: per-channel symmetric int8 weights, per-tensor uint8 "
                    "activations (MinMax; U8S8, ORT's fast path); other ops stay float")
     int8_tool = "onnxruntime.quantization.quantize_static"
+    multi_size = "one graph with dynamic height and width axes"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:
         import onnx
@@ -93,6 +94,14 @@ class OnnxConverter(Converter):
         from edge_mlp.manifest import QuantizationInfo
 
         x = request.example
+        outputs = request.output_specs()
+        names = [o.name for o in outputs]
+        # Several sizes: one graph with dynamic height and width axes (the exporter keeps the
+        # shapes symbolic for these models; each size is checked by parity, not assumed).
+        dynamic = None
+        if len(request.sizes) > 1:
+            dynamic = {"input": {2: "height", 3: "width"},
+                       **{n: {2: f"{n}_height", 3: f"{n}_width"} for n, o in zip(names, outputs) if o.layout == "NCHW"}}
         path = request.work_dir / f"{request.stem}{self.suffix}"
         fp32_path = path if request.precision is Precision.FP32 else request.work_dir / "fp32.onnx"
         with request.stage("export"), torch.no_grad(), warnings.catch_warnings():
@@ -103,7 +112,7 @@ class OnnxConverter(Converter):
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"edge_mlp\.")
             torch.onnx.export(
                 request.model, (x,), str(fp32_path), dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=["logits"],
+                input_names=["input"], output_names=names, dynamic_axes=dynamic,
             )
         quantization = None
         if request.precision.calibrated:
@@ -138,9 +147,10 @@ class OnnxConverter(Converter):
         return ConversionOutput(
             path=path,
             input=float_spec("input", x.shape, "NCHW"),
-            output=float_spec("logits", (1, request.num_classes), "NC"),
+            outputs=outputs,
             quantization=quantization,
             coverage=coverage,
+            entry_points=[""] * len(request.sizes),
         )
 
     def coverage_summary(self, coverage: dict) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from edge_mlp.errors import EdgeMlpError
 from edge_mlp.options import NormForm, Precision, ShiftLowering
 
-from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, op_histogram, register
+from .base import ConversionOutput, ConversionRequest, Converter, HostModel, Shell, op_histogram, register, size_entry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,6 +88,19 @@ def _fixed_softmax_qparams(quantizer) -> Callable[[torch.fx.GraphModule], None]:
     return rewrite
 
 
+def _backbone_norms(model: torch.nn.Module) -> tuple[str, ...]:
+    """The GroupNorms (AS-MLP's) a backbone keeps in float in LiteRT int8. litert-torch quantizes
+    their mean / variance arithmetic too; a classifier's pooled logits average that error out, a
+    feature map does not (as_mlp_mobile demo, 64 px, 32 images: worst-image cosine of the stride-32
+    map 0.959 with int8 norms, 0.997 with float ones; benchmarks/backbones.py has the full-size rows)."""
+    import torch.nn as nn
+
+    config = getattr(model, "edge_config", None)
+    if config is None or not config.features_only:
+        return ()
+    return tuple(name for name, m in model.named_modules() if isinstance(m, nn.GroupNorm))
+
+
 def input_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """A float32 NCHW batch as the interpreter's input: quantized with its params for int8 I/O."""
     import numpy as np
@@ -158,12 +171,46 @@ def _executed_ops(it) -> list[str]:
     return executed
 
 
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def _output_number(name: str) -> int:
+    """litert-torch names a signature's outputs output_0, output_1, ... in the model's order."""
+    digits = name.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else 0
+
+
+def signature_io(it, key: str) -> tuple[tuple[str, dict], list[tuple[str, dict]]]:
+    """(input name and detail, outputs in the model's order) of one signature."""
+    runner = it.get_signature_runner(key)
+    (inp,) = runner.get_input_details().items()
+    outs = sorted(runner.get_output_details().items(), key=lambda kv: _output_number(kv[0]))
+    return inp, outs
+
+
+def _dequantized(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    import numpy as np
+
+    if np.dtype(detail["dtype"]) != np.float32:
+        scale, zero_point = detail["quantization"]
+        y = (y.astype(np.float32) - zero_point) * scale
+    return y.astype(np.float32)
+
+
 class _Interpreter(HostModel):
     def __init__(self, artifact: Path, threads: int | None) -> None:
         self.it = _interpreter(artifact, threads=threads)  # XNNPACK delegate by default
         self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
+        self.signatures = set(self.it.get_signature_list())
+        self.runners: dict[str, Any] = {}
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
+        if self.signatures:
+            # Through the signature runner even for the default signature: once a runner exists,
+            # the interpreter refuses a plain invoke() (the runner holds a reference to it).
+            runner, (name, detail) = self._runner(self._signature(x))
+            feed_kw = {name: input_tensor(x, detail)}
+            return lambda: runner(**feed_kw)
         feed = input_tensor(x, self.inp)
 
         def call() -> None:
@@ -172,15 +219,25 @@ class _Interpreter(HostModel):
 
         return call
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
+    def _signature(self, x: np.ndarray) -> str:
+        """The signature of x's size: the default, or `serving_default_HxW` of a multi-size model."""
+        key = size_entry(tuple(x.shape[-2:]), DEFAULT_SIGNATURE)
+        return key if key in self.signatures else DEFAULT_SIGNATURE
 
-        self.bind(x)()
-        y = self.it.get_tensor(self.out["index"])
-        if np.dtype(self.out["dtype"]) != np.float32:
-            scale, zero_point = self.out["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        return y.astype(np.float32)
+    def _runner(self, key: str):
+        if key not in self.runners:
+            (name, detail), outs = signature_io(self.it, key)
+            self.runners[key] = (self.it.get_signature_runner(key), (name, detail), outs)
+        return self.runners[key][:2]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        key = self._signature(x)
+        if key not in self.signatures:  # a model without signatures: its one output
+            self.bind(x)()
+            return [_dequantized(self.it.get_tensor(self.out["index"]), self.out)]
+        runner, (name, detail) = self._runner(key)
+        result = runner(**{name: input_tensor(x, detail)})
+        return [_dequantized(result[n], d) for n, d in self.runners[key][2]]
 
 
 def parse_benchmark_model(text: str) -> dict[str, Any]:
@@ -227,6 +284,7 @@ class TFLiteConverter(Converter):
     int8_scheme = ("static int8: per-channel symmetric weights, per-tensor activations, int8 I/O "
                    "(see input/output quantization)")
     int8_tool = "litert-torch PT2EQuantizer"
+    multi_size = "one signature per size (serving_default, serving_default_HxW), each a static graph"
 
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -249,16 +307,30 @@ class TFLiteConverter(Converter):
         model, x = request.model, request.example
         quantization = None
         if request.precision.calibrated:
+            import dataclasses
+
             from litert_torch.quantize.quant_config import QuantConfig
 
             from .pt2e import quantize_request
 
+            norms = _backbone_norms(request.model)
+            if norms:
+                request = dataclasses.replace(request, float_modules=(*request.float_modules, *norms))
             graph, quantizer, quantization = quantize_request(self, request, fold_quantize=False)
+            if norms:
+                quantization.scheme += (f"; the backbone's {len(norms)} GroupNorms stay float (their int8 form "
+                                        "costs dense outputs accuracy)")
             with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner(), native_stderr():
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
+            # One signature per input size (serving_default, serving_default_HxW), each static.
             with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner(), native_stderr():
-                edge_model = litert_torch.convert(model, (x,))
+                signatures = None
+                for size, example in zip(request.sizes, request.examples()):
+                    key = DEFAULT_SIGNATURE if signatures is None else size_entry(size, DEFAULT_SIGNATURE)
+                    signatures = (litert_torch.signature(key, model, (example,)) if signatures is None
+                                  else signatures.signature(key, model, (example,)))
+                edge_model = signatures.convert()
         path = request.work_dir / f"{request.stem}{self.suffix}"
         with request.stage("save"), native_stderr():  # the MLIR converter runs here
             edge_model.export(str(path))
@@ -277,12 +349,15 @@ class TFLiteConverter(Converter):
             "non_delegated_ops": outside,
             "transpose_ops": raw_ops.get("TRANSPOSE", 0),
         }
+        (_, inp), outs = signature_io(raw, DEFAULT_SIGNATURE)
+        layouts = [o.layout for o in request.output_specs()]
         return ConversionOutput(
             path=path,
-            input=_spec(raw.get_input_details()[0], "NCHW"),
-            output=_spec(raw.get_output_details()[0], "NC"),
+            input=_spec(inp, "NCHW"),
+            outputs=[_spec(d, layout) for (_, d), layout in zip(outs, layouts)],
             quantization=quantization,
             coverage=coverage,
+            entry_points=[DEFAULT_SIGNATURE] + [size_entry(s, DEFAULT_SIGNATURE) for s in request.sizes[1:]],
         )
 
     def coverage_summary(self, coverage: dict) -> str:

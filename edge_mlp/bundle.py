@@ -135,6 +135,12 @@ def _check(path: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
     if target not in layout.targets:
         raise EdgeMlpError(f"the {layout.name} app cannot run {target} artifacts ({artifact.name}); it runs "
                            f"{' and '.join(layout.targets)}: convert with --target {layout.targets[0]}")
+    if manifest.is_backbone:
+        raise EdgeMlpError(f"{artifact.name} is a backbone (feature maps, no classes); the sample apps classify "
+                           "photos: bundle a classifier (convert without --features-only)")
+    if len(manifest.sizes()) > 1:
+        raise EdgeMlpError(f"{artifact.name} takes several input sizes; the sample apps run one: bundle an "
+                           "artifact converted with a single --img-size")
     if manifest.artifact.file != artifact.name:
         raise EdgeMlpError(f"{manifest_file.name} describes {manifest.artifact.file}, not {artifact.name}; "
                            "keep each artifact with its own manifest")

@@ -78,6 +78,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     table.add_row("input", f"1x{c}x{h}x{w} float32, NCHW")
     sizes_for = {k: v for k, v in _overrides(args).items() if k != "img_size"}
     table.add_row("input sizes", input_sizes(args.name, **sizes_for).describe())
+    stages = spec.feature_info(config.kwargs)
+    table.add_row("feature stages", "; ".join(f"{f.index}: stride {f.stride}, {f.channels} ch" for f in stages)
+                  + " (convert --features-only --out-indices)")
     if config.data:
         table.add_row("preprocessing", f"mean {config.data.mean}, std {config.data.std}, "
                       f"crop_pct {config.data.crop_pct}, {config.data.interpolation}")
@@ -135,25 +138,30 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from .convert import ConvertJob, convert, plan
     from .converters import get_converter
+    from .models._registry import format_image_size
 
     console = _console()
     job = ConvertJob(
         model=args.name, target=args.target, precision=args.precision, weights=args.weights,
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
         calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
-        max_drop=args.max_drop, force=args.force,
+        max_drop=args.max_drop, force=args.force, features_only=args.features_only,
+        out_indices=args.out_indices,
     )
     checked = plan(job)  # bad input fails here, before anything is drawn or loaded
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         results = convert(job, _StageProgress(progress), checked)
     table = _table(title=f"{args.out}/{args.name}-TARGET-PRECISION.* (+ .manifest.json)")
-    for col in ("target", "precision", "size", "time", "coverage", "shift"):
+    for col in ("target", "precision", "input", "outputs", "size", "time", "coverage", "shift"):
         table.add_column(col, justify="right" if col in ("size", "time") else "left")
     for r in results:
         m = r.manifest
         conv = get_converter(m.target.name)
-        table.add_row(m.target.name, m.precision, f"{m.artifact.size_bytes / 1e6:.1f} MB",
+        outputs = (f"strides {','.join(str(f.stride) for f in m.features)}" if m.features
+                   else f"{m.output.num_classes} logits")
+        table.add_row(m.target.name, m.precision, ", ".join(format_image_size(s) for s in m.sizes()), outputs,
+                      f"{m.artifact.size_bytes / 1e6:.1f} MB",
                       f"{m.conversion['wall_time_s']:.1f} s", conv.coverage_summary(m.coverage),
                       m.shift_lowering.used)
     console.print(table)
@@ -161,6 +169,41 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if r.replaced:
             console.print(r.replaced, highlight=False, soft_wrap=True)
     return 0
+
+
+def _parity_table(report: Any) -> Any:
+    title = f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)"
+    table = _table(title=title, caption=f"ran on {report.runtime}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if report.top1_reference is None:  # a backbone: no classes, its outputs are in the second table
+        rows = [
+            ("worst output max |diff|", f"{report.max_abs_diff:.3g} ({report.max_abs_diff_rel:.2g} of its range)"),
+            ("cosine mean / min (worst output)", f"{report.cosine_mean:.5f} / {report.cosine_min:.5f}"),
+        ]
+    else:
+        rows = [
+            ("top-1 PyTorch fp32", f"{report.top1_reference:.2f} %"),
+            (f"top-1 {report.target} {report.precision}", f"{report.top1_artifact:.2f} %"),
+            ("accuracy drop", f"{report.drop_pts:+.2f} pts"),
+            ("top-1 agreement", f"{report.agreement:.2f} %"),
+            ("max |logit diff|", f"{report.max_abs_diff:.3g} ({report.max_abs_diff_rel:.2g} of range)"),
+            ("mean |logit diff|", f"{report.mean_abs_diff:.3g}"),
+            ("cosine mean / min", f"{report.cosine_mean:.5f} / {report.cosine_min:.5f}"),
+        ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _outputs_table(report: Any) -> Any:
+    table = _table(title="every output at every input size vs PyTorch fp32")
+    for col in ("size", "output", "stride", "max |diff|", "of range", "cosine mean", "cosine min"):
+        table.add_column(col, justify="left" if col in ("size", "output") else "right")
+    for o in report.outputs:
+        table.add_row(o.size, o.output, "" if o.stride is None else str(o.stride), f"{o.max_abs_diff:.3g}",
+                      f"{o.max_abs_diff_rel:.2g}", f"{o.cosine_mean:.5f}", f"{o.cosine_min:.5f}")
+    return table
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -176,22 +219,9 @@ def cmd_parity(args: argparse.Namespace) -> int:
         check_extras(args.artifact, per_layer=args.per_layer, trace=bool(args.trace))
     with console.status("running artifact and PyTorch reference..."):
         report = run_parity(args.artifact, data=args.data, limit=args.limit, mil_precision=args.mil_precision)
-    table = _table(title=f"parity: {Path(report.artifact).name} on {report.data} ({report.images} images)",
-                  caption=f"ran on {report.runtime}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [
-        ("top-1 PyTorch fp32", f"{report.top1_reference:.2f} %"),
-        (f"top-1 {report.target} {report.precision}", f"{report.top1_artifact:.2f} %"),
-        ("accuracy drop", f"{report.drop_pts:+.2f} pts"),
-        ("top-1 agreement", f"{report.agreement:.2f} %"),
-        ("max |logit diff|", f"{report.max_abs_diff:.3g} ({report.max_abs_diff_rel:.2g} of range)"),
-        ("mean |logit diff|", f"{report.mean_abs_diff:.3g}"),
-        ("cosine mean / min", f"{report.cosine_mean:.5f} / {report.cosine_min:.5f}"),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(_parity_table(report))
+    if len(report.outputs) > 1:
+        console.print(_outputs_table(report))
     if args.json:
         write_json([report], args.json)
     if args.per_layer:
@@ -207,7 +237,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         console.print(layers)
     if args.trace:
         _print_trace(args)
-    if args.max_drop is not None and report.drop_pts > args.max_drop:
+    if args.max_drop is not None and report.drop_pts is not None and report.drop_pts > args.max_drop:
         _console(stderr=True).print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
                           highlight=False, soft_wrap=True)
         return 1
@@ -321,6 +351,30 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _image_size(text: str) -> int | tuple[int, int]:
+    """An argparse type: N or HxW (e.g. 224 or 288x384); a square HxW becomes N."""
+    from .models._registry import parse_image_size
+
+    try:
+        h, w = parse_image_size(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return h if h == w else (h, w)
+
+
+def _image_sizes(text: str) -> list[int | tuple[int, int]]:
+    """An argparse type: one size or a comma-separated list of them (one multi-size artifact)."""
+    return [_image_size(part) for part in text.split(",")]
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated stage indices, e.g. 0,1,2,3."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated stage numbers such as 1,2,3, got {text!r}") from None
+
+
 def _points(text: str) -> float:
     """An argparse type: a bound on an accuracy drop, a difference of two percentages (-100..100;
     negative demands a gain)."""
@@ -362,13 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="one model's full config and figures")
     p.add_argument("name")
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--img-size", type=_image_size, metavar="N|HxW")
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("forward", help="one PyTorch forward pass (a smoke test of a model)")
     p.add_argument("name")
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--img-size", type=_image_size, metavar="N|HxW")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--weights", help="checkpoint (.pth/.pt/.safetensors) to load first")
     p.set_defaults(func=cmd_forward)
@@ -384,8 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=list(Precision), help="default: each target's own (see above)")
     p.add_argument("--weights", help="checkpoint to load, or 'demo' for the shipped Fashion-MNIST "
                    "checkpoint (default: random init, for pipeline checks)")
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--img-size", type=_image_sizes, metavar="SIZES",
+                   help="input size N or HxW (height x width, e.g. 288x384), or a comma-separated list "
+                        "(224,288x384,320) for one artifact that takes each: "
+                        + "; ".join(f"{c.target}: {c.multi_size}" for c in targets if c.multi_size)
+                        + " (fp32 / fp16 / w8)")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--features-only", action="store_true",
+                   help="a backbone for dense prediction: the stages' feature maps (NCHW) instead of logits; "
+                        "a classifier checkpoint loads without its head")
+    p.add_argument("--out-indices", type=_indices, metavar="I,J,..",
+                   help="with --features-only: which stages to return (default all; see 'edge-mlp info NAME')")
     p.add_argument("--calib", help="int8 calibration: an image folder (flat or class subfolders) like the "
                    "weights' training data, 'demo' (the real Fashion-MNIST calibration subset; the default "
                    "with --weights demo) or 'synthetic' (the default for random init; pipeline checks only)")

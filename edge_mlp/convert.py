@@ -23,17 +23,19 @@ import torch.nn as nn
 from . import __version__
 from .calibration import CalibrationSet, load_calibration
 from .converters import Converter, all_converters, get_converter
-from .demo import DEMO_WEIGHTS, demo_config, demo_labels, demo_weights, weights_reference
+from .demo import DEMO_MODELS, DEMO_WEIGHTS, demo_config, demo_labels, demo_weights, weights_reference
 from .errors import EdgeMlpError
 from .fileio import check_output_dir, folder_lock, path_size, publish, sha256_file, sha256_path, staging_dir
 from .interrupts import checkpoint
-from .manifest import FileInfo, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo, TargetInfo, manifest_path
+from .manifest import (FeatureMap, FileInfo, InputSize, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo,
+                       TargetInfo, manifest_path)
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
+from .models._registry import ImageSize, check_image_size
 from .options import AUTO, NO_SHIFT, ExportForms, Precision, ShiftLowering, parse_lowering, using_forms
 from .preprocess import Preprocessing
 from .shift_choice import Choice, measured_choice
 from .stats import config_stats
-from .weights import check_fit, read_state_dict
+from .weights import backbone_state, check_fit, read_state_dict
 
 CALIB_BUILTINS = ("demo", "synthetic")
 LABELS_SUFFIX = ".labels.txt"
@@ -49,8 +51,11 @@ class ConvertJob:
     target: str  # a registered target or "all"
     precision: Precision | str | None = None  # None: each target's default
     weights: str | None = None
-    img_size: int | None = None
+    # One size (N or (H, W)), or several for one multi-size artifact (the first is the model's).
+    img_size: int | tuple[int, int] | list[int | tuple[int, int]] | None = None
     num_classes: int | None = None
+    features_only: bool = False  # a backbone: the chosen stages' feature maps instead of logits
+    out_indices: tuple[int, ...] | None = None  # with features_only: which stages (None: all)
     # None: the demo set for the demo weights, synthetic images for random init; other weights
     # need real images of their own domain (`default_calibration`).
     calib: str | None = None
@@ -93,6 +98,27 @@ class Plan:
     config: ModelConfig
     calib: str | None  # the calibration source int8 steps use (None: no int8 step)
     weights_sha256: str | None = None
+    sizes: tuple[ImageSize, ...] = ()  # every input size of the artifacts; the config's first
+
+
+def job_sizes(img_size: Any) -> list[ImageSize] | None:
+    """The job's input sizes as (H, W), in order, duplicates removed (None: the model's default)."""
+    if img_size is None:
+        return None
+    items = img_size if isinstance(img_size, list) else [img_size]
+    sizes: list[ImageSize] = []
+    for item in items:
+        size = (item, item) if isinstance(item, int) else tuple(item)
+        if size not in sizes:
+            sizes.append(size)  # type: ignore[arg-type]
+    return sizes
+
+
+def _size_overrides(job: ConvertJob, sizes: list[ImageSize] | None) -> dict[str, Any]:
+    backbone = {"features_only": True} if job.features_only else {}
+    if job.out_indices is not None:
+        backbone["out_indices"] = tuple(job.out_indices)
+    return {**job.overrides, **backbone, **size_overrides(sizes[0] if sizes else None, job.num_classes)}
 
 
 def plan(job: ConvertJob) -> Plan:
@@ -105,19 +131,17 @@ def plan(job: ConvertJob) -> Plan:
         precision = job.precision or conv.default_precision
         conv.check_precision(precision)
         steps.append(_step(conv, precision, job.shift_lowering, spec.family if spec.has_shift else None))
-    overrides = {**job.overrides, **size_overrides(job.img_size, job.num_classes)}
+    sizes = job_sizes(job.img_size)
+    overrides = _size_overrides(job, sizes)
     if job.weights == DEMO_WEIGHTS:
-        if overrides:
-            raise EdgeMlpError(
-                f"--weights demo fixes the model config ({job.model} for 32x32 Fashion-MNIST); "
-                "drop --img-size / --num-classes"
-            )
-        config = demo_config(job.model)
+        config = _demo_config(job.model, overrides)
         demo_weights(job.model)
     else:
         config = resolve_config(job.model, **overrides)  # unknown overrides fail here, before any work
         if job.weights is not None and not Path(job.weights).is_file():
             raise EdgeMlpError(f"weights file not found: {job.weights}")
+    sizes = sizes or [config.input_size[1:]]
+    _check_sizes(job.model, config, sizes, steps)
     needs_calib = any(s.precision.calibrated for s in steps)
     calib = (job.calib or default_calibration(job.weights)) if needs_calib else None
     if job.max_drop is not None:
@@ -128,11 +152,40 @@ def plan(job: ConvertJob) -> Plan:
     if calib is not None and calib not in CALIB_BUILTINS and not Path(calib).is_dir():
         raise EdgeMlpError(f"calibration folder not found: {calib} (pass an image folder, 'demo' or 'synthetic')")
     weights_file = demo_weights(job.model) if job.weights == DEMO_WEIGHTS else job.weights
-    the_plan = Plan(steps, config, calib, sha256_file(weights_file) if weights_file else None)
+    the_plan = Plan(steps, config, calib, sha256_file(weights_file) if weights_file else None, tuple(sizes))
     for step in steps:
         final = Path(job.out_dir) / f"{config.name}-{step.converter.target}-{step.precision}{step.converter.suffix}"
         _check_replace(final, config.to_dict()["kwargs"], the_plan.weights_sha256, job.force)
     return the_plan
+
+
+def _demo_config(model: str, overrides: dict[str, Any]) -> ModelConfig:
+    """The demo checkpoint's config, as a backbone and at other sizes where its weights allow."""
+    spec = get_spec(model)
+    allowed = {"features_only", "out_indices"}
+    if not spec.input_sizes(demo_config(model).kwargs).fixed:
+        allowed.add("img_size")  # AS-MLP and CycleMLP weights do not depend on the input size
+    refused = sorted(set(overrides) - allowed)
+    if refused:
+        what = " / ".join("--" + k.replace("_", "-") for k in refused)
+        raise EdgeMlpError(f"--weights demo fixes the model config ({model} for 32x32 Fashion-MNIST); drop {what}")
+    config = demo_config(model)
+    if not overrides:
+        return config
+    return dataclasses.replace(resolve_config(model, **{**DEMO_MODELS[model], **overrides}), data=config.data)
+
+
+def _check_sizes(model: str, config: ModelConfig, sizes: list[ImageSize], steps: list[Step]) -> None:
+    """Every size against the family's rule; several sizes only where each target can hold them."""
+    spec = get_spec(model)
+    rule = spec.input_sizes(config.kwargs)
+    for size in sizes[1:]:
+        check_image_size(model, rule, size[0] if size[0] == size[1] else size)
+    if len(sizes) > 1:
+        if rule.fixed:
+            raise EdgeMlpError(f"{model} takes one input size per model ({rule.why}): convert once per size")
+        for step in steps:
+            step.converter.check_sizes(sizes, step.precision)
 
 
 def default_calibration(weights: str | None) -> str:
@@ -207,6 +260,7 @@ class _Artifact:
     labels: list[str] | None
     progress: Progress | None
     float_modules: tuple[str, ...] = ()  # int8: blocks kept in float (the accuracy budget)
+    sizes: tuple[ImageSize, ...] = ()  # every input size; the config's first
 
 
 def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | None = None) -> list[ConvertResult]:
@@ -227,6 +281,8 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
     )
     model = _build(the_plan.config, state, weights_path)
     config: ModelConfig = model.edge_config
+    if config.features_only:
+        labels = None  # a backbone has no classes
     if labels is not None and len(labels) != config.num_classes:
         raise EdgeMlpError(
             f"labels.txt beside the weights has {len(labels)} lines but the model has {config.num_classes} classes"
@@ -240,7 +296,7 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
             assert calib is not None  # plan() resolves it for every calibrated step
             calibration = load_calibration(calib, preprocess, job.calib_size)
         item = _Artifact(step, model, config, preprocess, calibration if step.precision.calibrated else None,
-                         weights_info, labels, progress)
+                         weights_info, labels, progress, sizes=the_plan.sizes)
         out_dir = Path(job.out_dir)
         if step.precision.calibrated and job.max_drop is not None and calib is not None:
             results.append(_convert_within_budget(job, item, calib))
@@ -291,8 +347,12 @@ def _convert_within_budget(job: ConvertJob, item: _Artifact, calib: str) -> Conv
 
 
 def _build(config: ModelConfig, state: dict | None, source: Path | None) -> nn.Module:
-    model = build(config, seed=RANDOM_INIT_SEED).eval()
+    # Inference only. Weights that require grad make each further exported program of the same
+    # model (a multi-size artifact's methods) warn about every folded constant.
+    model = build(config, seed=RANDOM_INIT_SEED).eval().requires_grad_(False)
     if state is not None:
+        state, dropped = backbone_state(model, state)
+        model.dropped_weights = dropped  # type: ignore[assignment]  # said in the manifest's notes
         check_fit(model, state, str(source))
         model.load_state_dict(state, strict=True)
     return model
@@ -346,7 +406,7 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
         model=item.model, example=example, precision=precision,
         calibration=[torch.from_numpy(b) for b in calibration.batches] if calibration else [],
         work_dir=work, stem=stem, num_classes=config.num_classes, stage=stage,
-        float_modules=item.float_modules,
+        float_modules=item.float_modules, sizes=item.sizes,
     )
     with using_forms(item.step.forms):
         output = conv.convert(request)
@@ -358,15 +418,28 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
     notes = list(output.notes)
     if item.weights.file is None:
         notes.append("weights: random init (seed 0); for pipeline checks, not predictions")
-    manifest = Manifest(
-        model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"], config_stats(config).macs),
-        input=output.input,
-        output=OutputInfo(
-            tensor=output.output,
+    dropped = getattr(item.model, "dropped_weights", [])
+    if dropped:
+        notes.append(f"weights: the backbone does not use the checkpoint's classifier keys ({', '.join(dropped)})")
+    features = [FeatureMap(tensor, f.index, f.stride, f.channels)
+                for tensor, f in zip(output.outputs, config.features())]
+    sizes = item.sizes or (tuple(config.input_size[1:]),)
+    entries = output.entry_points or [""] * len(sizes)
+    if features:
+        meaning = (f"feature maps of stages {', '.join(str(f.index) for f in features)} "
+                   f"(strides {', '.join(str(f.stride) for f in features)}): see features")
+        output_info = OutputInfo(tensor=output.outputs[0], meaning=meaning, num_classes=0)
+    else:
+        output_info = OutputInfo(
+            tensor=output.outputs[0],
             meaning=f"logits over {config.num_classes} classes (softmax gives probabilities)",
             num_classes=config.num_classes,
             labels_file=labels_name,
-        ),
+        )
+    manifest = Manifest(
+        model=ModelInfo(config.name, config.family, config.to_dict()["kwargs"], config_stats(config).macs),
+        input=output.input,
+        output=output_info,
         preprocessing=item.preprocess.to_dict(),
         precision=precision,
         quantization=output.quantization,
@@ -379,6 +452,8 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
                     "stages_s": {k: round(v, 3) for k, v in stage_seconds.items()}},
         edge_mlp_version=__version__,
         notes=notes,
+        features=features,
+        input_sizes=[InputSize(h, w, entry) for (h, w), entry in zip(sizes, entries)],
     )
     return _Staged(output.path, manifest)
 

@@ -54,6 +54,25 @@ class OutputInfo:
 
 
 @dataclass
+class FeatureMap:
+    """One output of a backbone (`convert --features-only`): a stage's feature map."""
+
+    tensor: TensorSpec  # NCHW at the first input size, with its int8 quantization if any
+    index: int  # the stage (out_indices value)
+    stride: int  # input pixels per feature-map pixel
+    channels: int
+
+
+@dataclass
+class InputSize:
+    """One input size the artifact takes, and what runs it."""
+
+    height: int
+    width: int
+    entry: str  # ExecuTorch method / LiteRT signature / Core ML function; "" for ONNX's dynamic axes
+
+
+@dataclass
 class QuantizationInfo:
     scheme: str  # human-readable: what is int8, per-channel or per-tensor, which tool
     tool: str
@@ -99,6 +118,20 @@ class Manifest:
     edge_mlp_version: str
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
+    # A backbone's outputs, in output order (empty for a classifier, whose one output is `output`).
+    features: list[FeatureMap] = field(default_factory=list)
+    # Every input size the artifact takes, the first being `input`'s.
+    input_sizes: list[InputSize] = field(default_factory=list)
+
+    @property
+    def is_backbone(self) -> bool:
+        return bool(self.features)
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every input size, the first being `input`'s."""
+        if self.input_sizes:
+            return [(s.height, s.width) for s in self.input_sizes]
+        return [(int(self.input.shape[2]), int(self.input.shape[3]))]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +172,7 @@ _NESTED = {
     "shift_lowering": ShiftLoweringInfo, "target": TargetInfo, "artifact": FileInfo,
     "weights": FileInfo, "tensor": TensorSpec,
 }
+_LISTS = {"features": FeatureMap, "input_sizes": InputSize}
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -153,6 +187,10 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             value = QuantParams(**value) if value else None
         elif f.name in _NESTED and isinstance(value, dict):
             value = _build(_NESTED[f.name], value)
+        elif f.name in _LISTS and cls is Manifest:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise TypeError(f"{f.name} must be a list of objects")
+            value = [_build(_LISTS[f.name], v) for v in value]
         kwargs[f.name] = value
     return cls(**kwargs)
 

@@ -7,7 +7,7 @@ calibration, parity and the sample apps all follow it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -42,6 +42,11 @@ class Preprocessing:
             mean=tuple(config.data.mean),
             std=tuple(config.data.std),
         )
+
+    def at_size(self, height: int, width: int) -> "Preprocessing":
+        """The same preprocessing for another input size of a multi-size artifact (same crop ratio)."""
+        ratio = self.resize / max(self.crop)
+        return replace(self, resize=int(math.floor(max(height, width) * ratio + 1e-9)), crop=(height, width))
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -108,9 +108,21 @@ def check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str =
     )
 
 
+def backbone_state(model: nn.Module, state: StateDict) -> tuple[StateDict, list[str]]:
+    """A classifier checkpoint for a backbone (`features_only`): the keys of modules a backbone
+    does not have (its head, and the final norm of the pyramid models) are dropped and returned, so
+    official checkpoints load with strict=True all the same. Other models get `state` unchanged."""
+    if not getattr(model, "features_only", False):
+        return state, []
+    present = {name.split(".")[0] for name, _ in model.named_children()} | {
+        name for name, _ in model.named_parameters(recurse=False)}
+    dropped = [k for k in state if k.split(".")[0] not in present]
+    return {k: v for k, v in state.items() if k not in dropped}, dropped
+
+
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a checkpoint into `model` (strict). The model is untouched if the file does not fit."""
-    state = read_state_dict(path)
+    state, _ = backbone_state(model, read_state_dict(path))
     check_fit(model, state, str(path))
     try:
         model.load_state_dict(state, strict=True)

@@ -71,7 +71,7 @@ def conversion_cache(tmp_path_factory: pytest.TempPathFactory, name: str) -> Cal
 
 # Long tests first, so that pytest-xdist's workers do not end on a lone long test: the
 # conversion-heavy files, demo-model parity (its own conversions) leading.
-_HEAVY_FIRST = ("test_parity.py", "test_convert.py", "test_delegation.py", "test_bench.py", "test_budget.py")
+_HEAVY_FIRST = ("test_parity.py", "test_convert.py", "test_backbones.py", "test_delegation.py", "test_bench.py", "test_budget.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,10 +92,11 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     def convert_small(model: str, target: str, precision: str, **extra: Any) -> Any:
         # Random-init models are checked on synthetic natural images, so they are calibrated
         # on that distribution too (the trained demo models use the real Fashion-MNIST set).
-        return get((model, target, precision, tuple(sorted(extra.items()))), lambda out: ConvertJob(
-            model=model, target=target, precision=precision, img_size=TEST_IMG, num_classes=TEST_CLASSES,
-            calib_size=CALIB_SIZE, out_dir=out, overrides=dict(TEST_MODELS[model]),
-            **{"calib": "synthetic", **extra},
+        key = (model, target, precision, tuple(sorted((k, repr(v)) for k, v in extra.items())))
+        options = {"calib": "synthetic", "img_size": TEST_IMG, **extra}
+        return get(key, lambda out: ConvertJob(
+            model=model, target=target, precision=precision, num_classes=TEST_CLASSES,
+            calib_size=CALIB_SIZE, out_dir=out, overrides=dict(TEST_MODELS[model]), **options,
         ))
 
     return convert_small

@@ -64,8 +64,9 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def load_program(path: str | Path) -> Any:
-    """The pymil `Function` "main" of a saved `.mlpackage`, with its weights read from the package."""
+def load_program(path: str | Path, function: str = "main") -> Any:
+    """The pymil `Function` `function` ("main", or another of a multifunction package) of a saved
+    `.mlpackage`, with its weights read from the package."""
     path = Path(path)
     if not (path / "Manifest.json").is_file():
         raise MilProgramError(f"{path} is not a .mlpackage (no Manifest.json); convert with --target coreml")
@@ -85,9 +86,9 @@ def load_program(path: str | Path) -> Any:
                            file_weights_dir=mlmodel.weights_dir)
         except Exception as exc:  # noqa: BLE001
             raise MilProgramError(f"cannot load the MIL program of {path}: {_first_line(exc)}; re-convert it") from None
-    if "main" not in program.functions:
-        raise MilProgramError(f"{path} has no 'main' function")
-    return program.functions["main"]
+    if function not in program.functions:
+        raise MilProgramError(f"{path} has no {function!r} function (it has {', '.join(program.functions)})")
+    return program.functions[function]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -98,12 +99,13 @@ def _first_line(exc: BaseException) -> str:
 class MilInterpreter:
     """A loaded program: `interpreter({name: array})` -> {output name: float32 array}."""
 
-    def __init__(self, path: str | Path, precision: str = "fp16", model_name: str | None = None):
+    def __init__(self, path: str | Path, precision: str = "fp16", model_name: str | None = None,
+                 function: str = "main"):
         if precision not in PRECISIONS:
             raise EdgeMlpError(f"interpreter precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.path, self.precision = Path(path), precision
         self.model_name = model_name or self.path.name
-        function = load_program(self.path)
+        function = load_program(self.path, function)
         from coremltools.converters.mil.mil import types
 
         self._types = types

@@ -46,6 +46,7 @@ class InputSizes:
     step: int
     minimum: int
     why: str  # the strides / kernels behind the rule, for the error message and `info`
+    fixed: bool = False  # weights tied to the size (Mixer's token MLP): one artifact cannot take several
 
     def accepts(self, size: int) -> bool:
         return self.minimum <= size <= MAX_IMG_SIZE and size % self.step == 0
@@ -61,6 +62,36 @@ class InputSizes:
 
 
 @dataclass(frozen=True)
+class FeatureInfo:
+    """One scale a backbone (`features_only=True`) can return, as timm's `feature_info` lists it."""
+
+    index: int  # the out_indices value that selects it
+    channels: int
+    stride: int  # input pixels per feature-map pixel
+    module: str  # the module whose output it is
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ImageSize = tuple[int, int]  # (height, width)
+
+
+def parse_image_size(text: str) -> ImageSize:
+    """'224' -> (224, 224); '288x384' -> (288, 384) (height x width)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"{text!r} is not an image size: give N or HxW (e.g. 224 or 288x384)")
+    values = [int(p) for p in parts]
+    return (values[0], values[-1])
+
+
+def format_image_size(size: ImageSize | int) -> str:
+    h, w = (size, size) if isinstance(size, int) else size
+    return str(h) if h == w else f"{h}x{w}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     family: str
@@ -73,6 +104,7 @@ class ModelSpec:
     overrides: tuple[str, ...]
     has_shift: bool  # a spatial shift whose lowering the target picks (edge_mlp.options.ExportForms)
     input_sizes: Callable[[Mapping[str, Any]], InputSizes]  # constructor kwargs -> accepted sizes
+    feature_info: Callable[[Mapping[str, Any]], list[FeatureInfo]]  # constructor kwargs -> every scale
 
 
 @dataclass(frozen=True)
@@ -94,6 +126,17 @@ class ModelConfig:
     @property
     def num_classes(self) -> int:
         return int(self.kwargs.get("num_classes", 1000))
+
+    @property
+    def features_only(self) -> bool:
+        return bool(self.kwargs.get("features_only", False))
+
+    def features(self) -> list[FeatureInfo]:
+        """The scales a backbone returns, in output order (empty for a classifier)."""
+        if not self.features_only:
+            return []
+        every = get_spec(self.name).feature_info(self.kwargs)
+        return [every[i] for i in resolved_out_indices(self.kwargs, len(every))]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +160,7 @@ def register_family(
     variants: Mapping[str, tuple[Mapping[str, Any], DataConfig, str]],
     official: tuple[str, ...],
     input_sizes: Callable[[Mapping[str, Any]], InputSizes],
+    feature_info: Callable[[Mapping[str, Any]], list[FeatureInfo]],
     has_shift: bool = False,
 ) -> None:
     params = inspect.signature(builder).parameters
@@ -129,7 +173,7 @@ def register_family(
         _REGISTRY[name] = ModelSpec(
             name=name, family=family, builder=builder, config=dict(config), data=data,
             description=description, official=name in official, source=source, overrides=overrides,
-            has_shift=has_shift, input_sizes=input_sizes,
+            has_shift=has_shift, input_sizes=input_sizes, feature_info=feature_info,
         )
 
 
@@ -174,27 +218,71 @@ def input_sizes(name: str, **overrides: Any) -> InputSizes:
 
 
 def _check_sizes(spec: ModelSpec, kwargs: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
-    """Refuse, before anything is built, the sizes and counts that would fail deep inside a
-    conversion (or allocate without bound)."""
+    """Refuse, before anything is built, the sizes, counts and feature stages that would fail deep
+    inside a conversion (or allocate without bound)."""
     classes = overrides.get("num_classes")
     if classes is not None and (not isinstance(classes, int) or not 1 <= classes <= MAX_NUM_CLASSES):
         raise ConfigError(f"number of classes must be from 1 to {MAX_NUM_CLASSES:,}, got {classes}")
+    if "out_indices" in overrides or "features_only" in overrides:
+        check_out_indices(spec, kwargs)
     size = overrides.get("img_size")
-    if size is None:
+    if size is not None:
+        check_image_size(spec.name, spec.input_sizes(kwargs), size)
+
+
+def check_image_size(name: str, rule: InputSizes, size: Any) -> None:
+    """One line naming the rule and the nearest sizes, per side, for a size `name` cannot take."""
+    sides = list(size) if isinstance(size, (tuple, list)) else [size]
+    if len(sides) not in (1, 2) or not all(isinstance(s, int) and not isinstance(s, bool) for s in sides):
+        raise ConfigError(f"{name} does not take image size {size!r}: give one size N or HxW")
+    if all(rule.accepts(s) for s in sides):
         return
-    rule = spec.input_sizes(kwargs)
-    if not isinstance(size, int) or not rule.accepts(size):
-        near = rule.nearest(size) if isinstance(size, int) else []
-        hint = f"; nearest: {' or '.join(map(str, near))}" if near else ""
-        raise ConfigError(f"{spec.name} does not take image size {size}: it takes {rule.describe()}{hint}")
+    shown = format_image_size(tuple(sides) if len(sides) == 2 else sides[0])  # type: ignore[arg-type]
+    near = []
+    for label, s in zip(("height ", "width ") if len(sides) == 2 and sides[0] != sides[1] else ("",), sides):
+        if not rule.accepts(s):
+            options = rule.nearest(s)
+            near.append(f"{label}{' or '.join(map(str, options))}" if options else "")
+    hint = f"; nearest: {', '.join(n for n in near if n)}" if any(near) else ""
+    raise ConfigError(f"{name} does not take image size {shown}: it takes {rule.describe()}{hint}")
+
+
+def resolved_out_indices(kwargs: Mapping[str, Any], stages: int) -> list[int]:
+    """The stages a backbone returns: `out_indices`, or all of them when it is None."""
+    chosen = kwargs.get("out_indices")
+    return list(range(stages)) if chosen is None else [int(i) for i in chosen]
+
+
+def check_out_indices(spec: ModelSpec, kwargs: Mapping[str, Any]) -> None:
+    every = spec.feature_info(kwargs)
+    chosen = kwargs.get("out_indices")
+    if not kwargs.get("features_only"):
+        if chosen is not None:
+            raise ConfigError("out_indices choose a backbone's outputs: add --features-only (features_only=True)")
+        return
+    if chosen is None:
+        return
+    values = list(chosen) if isinstance(chosen, (tuple, list)) else [chosen]
+    bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < len(every)]
+    if bad or not values or len(set(values)) != len(values) or values != sorted(values):
+        if len(every) == 1:
+            only = every[0]
+            stages = f"it has one feature scale, index 0 (its token map: stride {only.stride}, {only.channels} ch)"
+        else:
+            stages = "its stages are " + ", ".join(f"{f.index} (stride {f.stride}, {f.channels} ch)" for f in every)
+        raise ConfigError(f"{spec.name} cannot return feature stages {','.join(map(str, values)) or '(none)'}: "
+                          f"{stages}; give distinct indices in increasing order")
 
 
 # Recorded by edge-mlp 0.1 manifests, now an export form (manifest.shift_lowering says which).
 _RETIRED_FIELDS = ("shift_lowering",)
 
 
-def size_overrides(img_size: int | None = None, num_classes: int | None = None) -> dict[str, Any]:
-    """The overrides behind the CLI's --img-size / --num-classes (only those given)."""
+def size_overrides(img_size: int | ImageSize | None = None, num_classes: int | None = None) -> dict[str, Any]:
+    """The overrides behind the CLI's --img-size / --num-classes (only those given); a square
+    (H, W) size is recorded as one int, as the official configs do."""
+    if isinstance(img_size, (tuple, list)):
+        img_size = img_size[0] if img_size[0] == img_size[1] else (int(img_size[0]), int(img_size[1]))
     given = {"img_size": img_size, "num_classes": num_classes}
     return {k: v for k, v in given.items() if v is not None}
 

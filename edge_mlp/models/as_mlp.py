@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..ops.export_forms import GroupNorm1, space_to_depth, space_to_depth_kernels
 from ..ops.shift import axial_shift, axial_shift_groups, one_hot_kernel
 from ._layers import drop_path_or_identity, to_2tuple
-from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
+from ._registry import DataConfig, FeatureInfo, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
 
 
 def MyNorm(dim: int) -> nn.GroupNorm:  # noqa: N802 - the official name
@@ -139,9 +139,14 @@ class BasicLayer(nn.Module):
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_stage(x)[1]
+
+    def forward_stage(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the stage's output before its PatchMerging: the feature map a detector takes, the next
+        stage's input)."""
         for blk in self.blocks:
             x = blk(x)
-        return self.downsample(x) if self.downsample is not None else x
+        return x, (self.downsample(x) if self.downsample is not None else x)
 
 
 class PatchEmbed(nn.Module):
@@ -156,7 +161,10 @@ class PatchEmbed(nn.Module):
 
 
 class AS_MLP(nn.Module):  # noqa: N801 - the official class name
-    """AS-MLP classifier. Inputs of any size divisible by patch_size * 2**(stages-1) work."""
+    """AS-MLP classifier, or with `features_only` a backbone returning the chosen stages' maps
+    (NCHW, before each PatchMerging, as the official detection backbone takes them; no final norm
+    or head, so a classifier checkpoint loads without those keys). Inputs of any size divisible by
+    patch_size * 2**(stages-1) work."""
 
     def __init__(
         self,
@@ -172,6 +180,8 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
         patch_norm: bool = True,
+        features_only: bool = False,
+        out_indices: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.img_size = to_2tuple(img_size)
@@ -196,10 +206,25 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
             )
             for i in range(self.num_layers)
         )
-        self.norm = MyNorm(self.num_features)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.features_only = features_only
+        if features_only:
+            every = feature_info_of(embed_dim, len(depths), patch_size)
+            self.out_indices = [i for i in range(len(every)) if out_indices is None or i in out_indices]
+            self.feature_info = [every[i] for i in self.out_indices]
+        else:
+            self.norm = MyNorm(self.num_features)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.pos_drop(self.patch_embed(x))
+        outs = []
+        for i, layer in enumerate(self.layers[: self.out_indices[-1] + 1]):
+            out, x = layer.forward_stage(x)
+            if i in self.out_indices:
+                outs.append(out)
+        return tuple(outs)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pos_drop(self.patch_embed(x))
@@ -207,7 +232,9 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
             x = layer(x)
         return torch.flatten(self.avgpool(self.norm(x)), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.features_only:
+            return self.forward_pyramid(x)
         return self.head(self.forward_features(x))
 
 
@@ -228,13 +255,22 @@ def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
     return InputSizes(step=step, minimum=step, why=f"patch {kwargs['patch_size']}, then {merges} patch merge{'s' * (merges != 1)} halving the map")
 
 
+def feature_info_of(embed_dim: int, stages: int, patch_size: int) -> list[FeatureInfo]:
+    return [FeatureInfo(i, int(embed_dim * 2**i), int(patch_size) * 2**i, f"layers.{i}") for i in range(stages)]
+
+
+def _feature_info(kwargs: Mapping[str, Any]) -> list[FeatureInfo]:
+    return feature_info_of(int(kwargs["embed_dim"]), len(kwargs["depths"]), int(kwargs["patch_size"]))
+
+
 register_family(
     family="as_mlp",
     input_sizes=_input_sizes,
+    feature_info=_feature_info,
     builder=AS_MLP,
     overrides=(
         "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths",
-        "shift_size", "mlp_ratio", "drop_rate", "drop_path_rate",
+        "shift_size", "mlp_ratio", "drop_rate", "drop_path_rate", "features_only", "out_indices",
     ),
     source="svip-lab/AS-MLP models/as_mlp.py",
     variants={

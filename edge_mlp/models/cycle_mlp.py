@@ -15,7 +15,7 @@ import torch.nn as nn
 from ..ops.cycle_fc import CycleFC
 from ..ops.export_forms import LayerNorm, mean_hw_nhwc
 from ._layers import drop_path_or_identity
-from ._registry import DataConfig, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
+from ._registry import DataConfig, FeatureInfo, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
 
 
 class Mlp(nn.Module):
@@ -104,7 +104,9 @@ class Downsample(nn.Module):
 
 
 class CycleNet(nn.Module):
-    """CycleMLP classifier (the official `CycleNet`)."""
+    """CycleMLP classifier (the official `CycleNet`), or with `features_only` a backbone returning
+    the chosen stages' maps (NCHW, raw stage outputs as the official `fork_feat` detection model
+    takes them; no final norm or head, so a classifier checkpoint loads without those keys)."""
 
     def __init__(
         self,
@@ -118,6 +120,8 @@ class CycleNet(nn.Module):
         skip_lam: float = 1.0,
         qkv_bias: bool = False,
         drop_path_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not (len(layers) == len(embed_dims) == len(mlp_ratios)) or len(transitions) < len(layers) - 1:
@@ -127,6 +131,7 @@ class CycleNet(nn.Module):
         self.patch_embed = PatchEmbedOverlapping(7, 4, 2, in_chans, embed_dims[0])
         total = sum(layers)
         network: list[nn.Module] = []
+        self._stage_ends: list[int] = []  # network index of each stage's last block group
         for i, depth in enumerate(layers):
             network.append(nn.Sequential(*[
                 CycleBlock(
@@ -135,6 +140,7 @@ class CycleNet(nn.Module):
                 )
                 for j in range(depth)
             ]))
+            self._stage_ends.append(len(network) - 1)
             if i == len(layers) - 1:
                 break
             if transitions[i] or embed_dims[i] != embed_dims[i + 1]:
@@ -143,9 +149,25 @@ class CycleNet(nn.Module):
                     raise ValueError("a stage change without a transition is not supported")
                 network.append(Downsample(embed_dims[i], embed_dims[i + 1]))
         self.network = nn.ModuleList(network)
-        self.norm = LayerNorm(embed_dims[-1])
-        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.features_only = features_only
+        if features_only:
+            every = feature_info_of(embed_dims, self._stage_ends)
+            self.out_indices = [i for i in range(len(every)) if out_indices is None or i in out_indices]
+            self.feature_info = [every[i] for i in self.out_indices]
+        else:
+            self.norm = LayerNorm(embed_dims[-1])
+            self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        wanted = {self._stage_ends[i] for i in self.out_indices}
+        outs = []
+        for idx, block in enumerate(self.network[: max(wanted) + 1]):
+            x = block(x)
+            if idx in wanted:
+                outs.append(x.permute(0, 3, 1, 2))
+        return tuple(outs)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).permute(0, 2, 3, 1)
@@ -153,7 +175,9 @@ class CycleNet(nn.Module):
             x = block(x)
         return mean_hw_nhwc(self.norm(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.features_only:
+            return self.forward_pyramid(x)
         return self.head(self.forward_features(x))
 
 
@@ -176,13 +200,35 @@ def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
     return InputSizes(step=1, minimum=3, why="overlapping stride-4 stem, padded stride-2 downsamples")
 
 
+def feature_info_of(embed_dims: Sequence[int], stage_ends: Sequence[int]) -> list[FeatureInfo]:
+    """Stride 4 after the stem, doubled by each Downsample before a stage (one per stage change)."""
+    strides, stride = [], 4
+    for i, end in enumerate(stage_ends):
+        if i and end - stage_ends[i - 1] == 2:  # a Downsample sits between the two stages
+            stride *= 2
+        strides.append(stride)
+    return [FeatureInfo(i, int(embed_dims[i]), strides[i], f"network.{end}") for i, end in enumerate(stage_ends)]
+
+
+def _feature_info(kwargs: Mapping[str, Any]) -> list[FeatureInfo]:
+    layers, dims, transitions = kwargs["layers"], kwargs["embed_dims"], kwargs["transitions"]
+    ends, index = [], -1
+    for i in range(len(layers)):
+        index += 1
+        ends.append(index)
+        if i < len(layers) - 1 and (transitions[i] or dims[i] != dims[i + 1]):
+            index += 1
+    return feature_info_of(dims, ends)
+
+
 register_family(
     family="cycle_mlp",
     input_sizes=_input_sizes,
+    feature_info=_feature_info,
     builder=CycleNet,
     overrides=(
         "layers", "embed_dims", "mlp_ratios", "transitions", "num_classes", "img_size",
-        "in_chans", "drop_path_rate",
+        "in_chans", "drop_path_rate", "features_only", "out_indices",
     ),
     source="ShoufaChen/CycleMLP cycle_mlp.py",
     variants={

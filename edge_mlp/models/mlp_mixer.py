@@ -7,7 +7,7 @@ with strict=True. The token MLP is tied to the number of patches, so the input s
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,7 @@ import torch.nn as nn
 from ..ops.export_forms import LayerNorm as ExportLayerNorm
 from ..ops.export_forms import mean_tokens
 from ._layers import drop_path_or_identity, to_2tuple
-from ._registry import DataConfig, InputSizes, register_family
+from ._registry import DataConfig, FeatureInfo, InputSizes, register_family
 
 LayerNorm = partial(ExportLayerNorm, eps=1e-6)
 
@@ -89,6 +89,8 @@ class MlpMixer(nn.Module):
         mlp_ratio: float | tuple[float, float] = (0.5, 4.0),
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -99,14 +101,26 @@ class MlpMixer(nn.Module):
             for _ in range(num_blocks)
         ])
         self.norm = LayerNorm(embed_dim)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.features_only = features_only
+        if features_only:  # one scale: the normed token map as a grid (out_indices can only be (0,))
+            self.out_indices = [0]
+            self.feature_info = feature_info_of(embed_dim, patch_size)
+        else:
+            self.head_drop = nn.Dropout(drop_rate)
+            self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        tokens = self.forward_features(x)
+        gh, gw = self.stem.grid_size
+        return (tokens.reshape(tokens.shape[0], gh, gw, tokens.shape[-1]).permute(0, 3, 1, 2),)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.blocks(self.stem(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.features_only:
+            return self.forward_pyramid(x)
         return self.head(self.head_drop(mean_tokens(self.forward_features(x))))
 
 
@@ -124,16 +138,26 @@ def _input_sizes(kwargs: Mapping[str, Any]) -> InputSizes:
     """Whole patches only (a remainder would be dropped silently); the token MLP is sized by the
     number of patches, so each size is its own model."""
     patch = int(kwargs["patch_size"])
-    return InputSizes(step=patch, minimum=patch, why=f"whole {patch}x{patch} patches; each size is its own model")
+    return InputSizes(step=patch, minimum=patch, why=f"whole {patch}x{patch} patches; each size is its own model",
+                      fixed=True)
+
+
+def feature_info_of(embed_dim: int, patch_size: int) -> list[FeatureInfo]:
+    return [FeatureInfo(0, int(embed_dim), int(patch_size), "norm")]
+
+
+def _feature_info(kwargs: Mapping[str, Any]) -> list[FeatureInfo]:
+    return feature_info_of(int(kwargs["embed_dim"]), int(kwargs["patch_size"]))
 
 
 register_family(
     family="mlp_mixer",
     input_sizes=_input_sizes,
+    feature_info=_feature_info,
     builder=MlpMixer,
     overrides=(
         "img_size", "patch_size", "num_blocks", "embed_dim", "mlp_ratio", "num_classes",
-        "in_chans", "drop_rate", "drop_path_rate",
+        "in_chans", "drop_rate", "drop_path_rate", "features_only", "out_indices",
     ),
     source="timm timm/models/mlp_mixer.py",
     variants={
