@@ -43,18 +43,10 @@ class _Predictor(HostModel):
 
 
 def function_names(artifact: Path) -> list[str]:
-    """The functions of a multifunction package (empty for a single-function one), from its spec."""
-    import json
+    """The functions of a multifunction package (empty for a single-function one)."""
+    import coremltools as ct
 
-    manifest = json.loads((artifact / "Manifest.json").read_text())
-    for item in manifest.get("itemInfoEntries", {}).values():
-        if item.get("path", "").endswith(".mlmodel"):
-            from coremltools.proto import Model_pb2
-
-            spec = Model_pb2.Model()
-            spec.ParseFromString((artifact / "Data" / item["path"]).read_bytes())
-            return [f.name for f in spec.description.functions]
-    return []
+    return [f.name for f in ct.utils.load_spec(str(artifact)).description.functions]
 
 
 @register
