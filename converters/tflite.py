@@ -180,9 +180,8 @@ def _output_number(name: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def signature_io(it, key: str) -> tuple[tuple[str, dict], list[tuple[str, dict]]]:
-    """(input name and detail, outputs in the model's order) of one signature."""
-    runner = it.get_signature_runner(key)
+def signature_io(runner) -> tuple[tuple[str, dict], list[tuple[str, dict]]]:
+    """(input name and detail, outputs in the model's order) of one signature runner."""
     (inp,) = runner.get_input_details().items()
     outs = sorted(runner.get_output_details().items(), key=lambda kv: _output_number(kv[0]))
     return inp, outs
@@ -226,8 +225,8 @@ class _Interpreter(HostModel):
 
     def _runner(self, key: str):
         if key not in self.runners:
-            (name, detail), outs = signature_io(self.it, key)
-            self.runners[key] = (self.it.get_signature_runner(key), (name, detail), outs)
+            runner = self.it.get_signature_runner(key)
+            self.runners[key] = (runner, *signature_io(runner))
         return self.runners[key][:2]
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
@@ -319,7 +318,8 @@ class TFLiteConverter(Converter):
             graph, quantizer, quantization = quantize_request(self, request, fold_quantize=False)
             if norms:
                 quantization.scheme += (f"; the backbone's {len(norms)} GroupNorms stay float (their int8 form "
-                                        "costs dense outputs accuracy)")
+                                        "costs dense outputs accuracy), so a feature output fed by one is float32: "
+                                        "each output's dtype and quantization are under outputs")
             with request.stage("lower"), _clear_errors(request), _greedy_layout_partitioner(), native_stderr():
                 edge_model = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
@@ -349,7 +349,7 @@ class TFLiteConverter(Converter):
             "non_delegated_ops": outside,
             "transpose_ops": raw_ops.get("TRANSPOSE", 0),
         }
-        (_, inp), outs = signature_io(raw, DEFAULT_SIGNATURE)
+        (_, inp), outs = signature_io(raw.get_signature_runner(DEFAULT_SIGNATURE))
         layouts = [o.layout for o in request.output_specs()]
         return ConversionOutput(
             path=path,
