@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edge_mlp.mil import KERNELS, MilInterpreter, MilProgramError, UnsupportedMilOpError
+from edge_mlp.mil.interpreter import UnsupportedMilOpVersionError, UnsupportedMilShapeError
 
 FP32_BOUND, FP16_BOUND = 1e-5, 1e-2
 
@@ -70,6 +71,9 @@ CASES = [
            [randn(1, 4, 9, 9)]),
     OpCase("conv2d_depthwise_dilated", {"conv"}, Fn(lambda m, x: m[0](x), nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6)),
            [randn(1, 6, 8, 7)]),
+    OpCase("conv3d_pools3d", {"conv", "max_pool", "avg_pool"},
+           Fn(lambda m, x: m[1](m[0](x)) + m[2](m[0](x)), nn.Conv3d(4, 6, 3, stride=(1, 2, 1), padding=1, groups=2),
+              nn.MaxPool3d(2), nn.AvgPool3d(2)), [randn(1, 4, 5, 6, 4)]),
     OpCase("conv1d", {"conv"}, Fn(lambda m, x: m[0](x), nn.Conv1d(4, 6, 3, padding=2, dilation=2)), [randn(1, 4, 11)]),
     OpCase("linear", {"linear"}, Fn(lambda m, x: m[0](x), nn.Linear(12, 7)), [randn(2, 5, 12)]),
     OpCase("matmul", {"matmul"}, Fn(lambda m, x, y: x @ y), [randn(2, 3, 4), randn(2, 4, 5)]),
@@ -108,23 +112,23 @@ CASES = [
 ]
 
 
-def _builder_program(shape: tuple[int, ...], body: Callable[[Any, Any], Any]) -> Any:
+def _builder_program(shape: tuple[Any, ...], body: Callable[[Any, Any], Any], opset: str = "iOS17") -> Any:
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS17)
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=getattr(ct.target, opset))
     def program(x):
         return body(mb, x)
 
     return program
 
 
-def _save(source: Any, path: Path, precision: str, **convert_args: Any) -> Path:
+def _save(source: Any, path: Path, precision: str, opset: str = "iOS17", **convert_args: Any) -> Path:
     import coremltools as ct
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlmodel = ct.convert(source, minimum_deployment_target=ct.target.iOS17, convert_to="mlprogram",
+        mlmodel = ct.convert(source, minimum_deployment_target=getattr(ct.target, opset), convert_to="mlprogram",
                              compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
                              **convert_args)
     mlmodel.save(str(path))
@@ -173,19 +177,26 @@ def _grid_linear(features: int, low: int, high: int) -> nn.Linear:
     return layer
 
 
-def _compressed_linear_matches(layer: nn.Linear, x: list[torch.Tensor], compress: Callable[..., Any],
-                               op_config: Any, op: str, tmp_path: Path) -> None:
-    """Save `layer` as fp32, compress its weights with coremltools, and compare with PyTorch."""
+def _compressed(layer: nn.Linear, x: list[torch.Tensor], compress: Callable[..., Any], op_config: Any, op: str,
+                tmp_path: Path, opset: str = "iOS17") -> Path:
+    """`layer` saved as fp32, its weights compressed by coremltools into `op`."""
     import coremltools as ct
     from coremltools.optimize.coreml import OptimizationConfig
 
-    path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32")
+    path = _save(_export(layer, x), tmp_path / "fp32.mlpackage", "fp32", opset=opset)
     compressed = tmp_path / "compressed.mlpackage"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compress(ct.models.MLModel(str(path), skip_model_load=True),
                  config=OptimizationConfig(global_config=op_config)).save(str(compressed))
     assert op in _program_ops(compressed)
+    return compressed
+
+
+def _compressed_linear_matches(layer: nn.Linear, x: list[torch.Tensor], compress: Callable[..., Any],
+                               op_config: Any, op: str, tmp_path: Path) -> None:
+    """Save `layer` as fp32, compress its weights with coremltools, and compare with PyTorch."""
+    compressed = _compressed(layer, x, compress, op_config, op, tmp_path)
     with torch.no_grad():
         want = layer(*x).numpy()
     (got,) = _interpret(compressed, x)
@@ -208,6 +219,29 @@ def test_constexpr_lut_to_dense_matches_pytorch(tmp_path: Path) -> None:
     # 16 evenly spaced values: a uniform 4-bit LUT represents them exactly
     _compressed_linear_matches(_grid_linear(24, -8, 7), [randn(3, 24)], palettize_weights, config,
                                "constexpr_lut_to_dense", tmp_path)
+
+
+@pytest.mark.parametrize("op", ["constexpr_blockwise_shift_scale", "constexpr_lut_to_dense"])
+def test_ios18_compression_matches_coremltools_decompression(op: str, tmp_path: Path) -> None:
+    """iOS18 per-block int4 weights (with offsets) and one 4-bit LUT per group of 4 output channels:
+    our kernels against coremltools' own numpy decompression (decompress_weights) of the package."""
+    import coremltools as ct
+    from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OpPalettizerConfig, decompress_weights,
+                                             linear_quantize_weights, palettize_weights)
+
+    layer, x = nn.Linear(32, 16), [randn(3, 32)]
+    compress, config = {
+        "constexpr_blockwise_shift_scale": (linear_quantize_weights, OpLinearQuantizerConfig(
+            mode="linear", dtype="int4", granularity="per_block", block_size=8, weight_threshold=0)),
+        "constexpr_lut_to_dense": (palettize_weights, OpPalettizerConfig(
+            mode="uniform", nbits=4, granularity="per_grouped_channel", group_size=4, weight_threshold=0)),
+    }[op]
+    compressed = _compressed(layer, x, compress, config, op, tmp_path, opset="iOS18")
+    decompressed = tmp_path / "decompressed.mlpackage"
+    decompress_weights(ct.models.MLModel(str(compressed), skip_model_load=True)).save(str(decompressed))
+    assert not any(o.startswith("constexpr_") for o in _program_ops(decompressed))
+    (got,), (want,) = _interpret(compressed, x, "fp32"), _interpret(decompressed, x, "fp32")
+    assert _rel_error(got, want) <= FP32_BOUND
 
 
 def test_quantize_dequantize_match_the_pt2e_simulation(tmp_path: Path) -> None:
@@ -234,9 +268,82 @@ def test_quantize_dequantize_match_the_pt2e_simulation(tmp_path: Path) -> None:
     assert np.abs(got - want).max() <= step + 1e-5
 
 
+@pytest.mark.parametrize("shape, axes", [((2, 3, 3), [1]), ((2, 3, 4), [1]), ((2, 3, 4, 5), [0, 2]),
+                                         ((2, 3, 4), [-2, -1])])
+def test_layer_norm_scales_the_normalized_axes(shape: tuple[int, ...], axes: list[int], tmp_path: Path) -> None:
+    """gamma / beta have the shape x.shape[axes] and scale those dims, which need not be the trailing
+    ones (nn.LayerNorm only makes trailing axes); against a numpy reference of the MIL definition."""
+    rank = len(shape)
+    kept = tuple(sorted(a % rank for a in axes))
+    normalized = [shape[a] for a in kept]
+    gamma = np.linspace(0.5, 2.0, int(np.prod(normalized)), dtype=np.float32).reshape(normalized)
+    beta = np.linspace(-1.0, 1.0, int(np.prod(normalized)), dtype=np.float32).reshape(normalized)
+    program = _builder_program(shape, lambda mb, x: mb.layer_norm(x=x, axes=axes, gamma=gamma, beta=beta, epsilon=1e-5))
+    path = _save(program, tmp_path / "layer_norm.mlpackage", "fp32")
+    x = randn(*shape, scale=3.0)
+    (got,) = _interpret(path, [x], "fp32")
+    xs = x.numpy().astype(np.float64)
+    mean, var = xs.mean(axis=kept, keepdims=True), xs.var(axis=kept, keepdims=True)
+    place = [n if i in kept else 1 for i, n in enumerate(shape)]
+    want = (xs - mean) / np.sqrt(var + 1e-5) * gamma.reshape(place) + beta.reshape(place)
+    assert _rel_error(got, want) <= FP32_BOUND
+
+
+def test_flexible_input_shape_is_refused_in_one_line(tmp_path: Path) -> None:
+    from coremltools.converters.mil.mil import get_new_symbol
+
+    program = _builder_program((get_new_symbol(), 3), lambda mb, x: mb.relu(x=x))
+    path = _save(program, tmp_path / "flexible.mlpackage", "fp32")
+    with pytest.raises(UnsupportedMilShapeError, match=r"^tiny_model: input x has the flexible shape \(\w+, 3\); "
+                                                       r"the Core ML interpreter runs fixed shapes only") as caught:
+        MilInterpreter(path, model_name="tiny_model")
+    assert "\n" not in str(caught.value)
+
+
+def _ios18_lut_program() -> Any:
+    """iOS18's constexpr_lut_to_dense: two 2-bit LUTs, one per half of the rows (coremltools' doc example)."""
+    from coremltools.converters.mil.mil import types
+
+    def body(mb: Any, x: Any) -> Any:
+        indices = np.array([[2, 3], [3, 0], [1, 0], [3, 0], [2, 1], [0, 3]]).astype(types.np_uint2_dtype)
+        lut = np.array([1, 5, 9, 13, 2, 10, 18, 26], dtype=np.float32).reshape(2, 1, 4, 1)
+        return mb.add(x=x, y=mb.constexpr_lut_to_dense(indices=indices, lut=lut))
+
+    return _builder_program((6, 2), body, opset="iOS18")
+
+
+def test_ios18_lut_to_dense_uses_the_group_luts(tmp_path: Path) -> None:
+    path = _save(_ios18_lut_program(), tmp_path / "lut18.mlpackage", "fp32", opset="iOS18")
+    (got,) = _interpret(path, [torch.zeros(6, 2)], "fp32")
+    np.testing.assert_array_equal(got, [[9, 13], [13, 1], [5, 1], [26, 2], [18, 10], [2, 26]])
+
+
+def test_op_definition_without_a_kernel_is_refused_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later opset may redefine an op (iOS18's constexpr_lut_to_dense: per-group LUTs, no `shape`).
+    Without the kernel of that definition, the package is refused when loaded, not run with the
+    older meaning or failed midway (here the iOS18 kernel is taken out of the table)."""
+    from edge_mlp.mil import kernels
+
+    path = _save(_ios18_lut_program(), tmp_path / "lut18.mlpackage", "fp32", opset="iOS18")
+    monkeypatch.delitem(kernels.DEFINITIONS, ("constexpr_lut_to_dense", "iOS18"))
+    with pytest.raises(UnsupportedMilOpVersionError, match=r"tiny_model uses MIL op version\(s\) "
+                                                            r"constexpr_lut_to_dense \(iOS18\) that the Core ML"):
+        MilInterpreter(path, model_name="tiny_model")
+
+
+def test_identity_passes_its_input_through(tmp_path: Path) -> None:
+    """An fp32 program only: an fp16 one casts around identity, which coremltools then removes."""
+    path = _save(_builder_program((2, 3), lambda mb, x: mb.identity(x=x)), tmp_path / "identity.mlpackage", "fp32")
+    assert "identity" in _program_ops(path)
+    x = randn(2, 3)
+    (got,) = _interpret(path, [x], "fp32")
+    np.testing.assert_array_equal(got, x.numpy())
+
+
 def test_every_supported_op_is_tested() -> None:
     tested = set().union(*(c.ops for c in CASES)) | {
-        "constexpr_affine_dequantize", "constexpr_lut_to_dense", "quantize", "dequantize"}
+        "constexpr_affine_dequantize", "constexpr_lut_to_dense", "constexpr_blockwise_shift_scale", "quantize",
+        "dequantize", "identity"}
     assert set(KERNELS) == tested
 
 

@@ -7,11 +7,13 @@ from .interpreter import (
     MilRuntimeError,
     TracedOp,
     UnsupportedMilOpError,
+    UnsupportedMilOpVersionError,
+    UnsupportedMilShapeError,
     load_program,
 )
 from .kernels import KERNELS
 
 __all__ = [
     "KERNELS", "PRECISIONS", "MilInterpreter", "MilProgramError", "MilRuntimeError", "TracedOp",
-    "UnsupportedMilOpError", "load_program",
+    "UnsupportedMilOpError", "UnsupportedMilOpVersionError", "UnsupportedMilShapeError", "load_program",
 ]

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import EdgeMlpError
-from .kernels import KERNELS
+from .kernels import KERNELS, Kernel, kernel_for
 
 PRECISIONS = ("fp16", "fp32")
 
@@ -31,6 +31,14 @@ class MilProgramError(EdgeMlpError):
 
 class UnsupportedMilOpError(EdgeMlpError):
     """An op the interpreter has no semantics for: never guessed."""
+
+
+class UnsupportedMilOpVersionError(UnsupportedMilOpError):
+    """An op we have a kernel for, but as a later opset redefined it (other inputs, other meaning)."""
+
+
+class UnsupportedMilShapeError(EdgeMlpError):
+    """A flexible (symbolic) shape: the interpreter runs the fixed shapes a program declares."""
 
 
 class MilRuntimeError(EdgeMlpError):
@@ -47,6 +55,7 @@ class TracedOp:
 @dataclass(frozen=True)
 class _Step:
     op_type: str
+    kernel: Kernel
     name: str
     args: dict[str, str | tuple[str, ...]]  # input name -> var name(s)
     outputs: tuple[tuple[str, Any, tuple[int, ...]], ...]  # (var name, storage dtype, shape)
@@ -91,6 +100,11 @@ def load_program(path: str | Path, function: str = "main") -> Any:
     return program.functions[function]
 
 
+def _definition(op: Any) -> str:
+    """The opset whose definition of the op this is: coremltools keeps them in `mil/ops/defs/iOS<N>/`."""
+    return next((part for part in type(op).__module__.split(".") if part.startswith("iOS")), "unknown")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -110,12 +124,7 @@ class MilInterpreter:
 
         self._types = types
         self.ops = list(function.operations)
-        unknown = sorted({op.op_type for op in self.ops if op.op_type != "const" and op.op_type not in KERNELS})
-        if unknown:
-            raise UnsupportedMilOpError(
-                f"{self.model_name} uses MIL op(s) {', '.join(unknown)} that the Core ML interpreter does not "
-                f"implement; add their semantics to edge_mlp/mil/kernels.py"
-            )
+        self._check_supported(function)
         self.inputs = {name: (tuple(int(d) for d in var.shape), self._storage(var.dtype))
                        for name, var in function.inputs.items()}
         self.output_names = [var.name for var in function.outputs]
@@ -131,6 +140,36 @@ class MilInterpreter:
                 self._execute(step, self._constants)
             else:
                 self._steps.append(step)
+
+    def _check_supported(self, function: Any) -> None:
+        """Refuse, before running anything, what the kernels would get wrong or fail on midway."""
+        ops = [op for op in self.ops if op.op_type != "const"]
+        unknown = sorted({op.op_type for op in ops if op.op_type not in KERNELS})
+        if unknown:
+            raise UnsupportedMilOpError(
+                f"{self.model_name} uses MIL op(s) {', '.join(unknown)} that the Core ML interpreter does not "
+                f"implement; add their semantics to edge_mlp/mil/kernels.py"
+            )
+        redefined = sorted({f"{op.op_type} ({_definition(op)})" for op in ops
+                            if kernel_for(op.op_type, _definition(op)) is None})
+        if redefined:
+            raise UnsupportedMilOpVersionError(
+                f"{self.model_name} uses MIL op version(s) {', '.join(redefined)} that the Core ML interpreter "
+                f"does not implement (only earlier definitions); add their semantics to edge_mlp/mil/kernels.py"
+            )
+        from coremltools.converters.mil.mil.types.symbolic import any_symbolic
+
+        # Inputs first: with fixed inputs, a symbolic op output depends on input values (a slice's `end`).
+        shaped = [(f"input {name} has the flexible shape", "convert with fixed input shapes", var)
+                  for name, var in function.inputs.items()]
+        shaped += [(f"the output of MIL op {op.op_type} '{op.name}' has the data-dependent shape",
+                    "it needs the values of its inputs", var) for op in ops for var in op.outputs]
+        for what, hint, var in shaped:
+            if var.shape is not None and any_symbolic(var.shape):
+                shape = ", ".join(str(d) for d in var.shape)
+                raise UnsupportedMilShapeError(
+                    f"{self.model_name}: {what} ({shape}); the Core ML interpreter runs fixed shapes only: {hint}"
+                )
 
     def _storage(self, dtype: Any) -> Any:
         types = self._types
@@ -150,7 +189,7 @@ class MilInterpreter:
         args = {name: tuple(v.name for v in var) if isinstance(var, (list, tuple)) else var.name
                 for name, var in op.inputs.items()}
         outputs = tuple((var.name, self._storage(var.dtype), tuple(int(d) for d in var.shape)) for var in op.outputs)
-        return _Step(op.op_type, op.name, args, outputs)
+        return _Step(op.op_type, kernel_for(op.op_type, _definition(op)), op.name, args, outputs)
 
     def _execute(self, step: _Step, env: dict[str, Any]) -> tuple[Any, ...]:
         try:
@@ -159,7 +198,7 @@ class MilInterpreter:
         except KeyError as exc:
             raise MilRuntimeError(f"{self.model_name}: var {exc} is used before any op defines it") from None
         try:
-            result = KERNELS[step.op_type](args)
+            result = step.kernel(args)
         except (ValueError, IndexError, KeyError) as exc:
             raise MilRuntimeError(f"{self.model_name}: MIL op {step.op_type} '{step.name}' failed: {exc}") from None
         results = result if isinstance(result, tuple) else (result,)

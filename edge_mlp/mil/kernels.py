@@ -1,5 +1,5 @@
 """Numpy semantics of the MIL ops our Core ML programs use, after the Core ML MIL op reference
-(coremltools `mil/ops/defs`, iOS15-iOS17 opsets).
+(coremltools `mil/ops/defs`, iOS15-iOS17 opsets, and iOS18's weight compression ops).
 
 Each kernel takes the op's named inputs as numpy values and returns its output(s) computed in
 float64 for float tensors; the interpreter then stores each output in the dtype the program gives
@@ -18,7 +18,12 @@ from scipy.special import erf
 
 Args = dict[str, Any]
 Kernel = Callable[[Args], Any]
-KERNELS: dict[str, Kernel] = {}
+KERNELS: dict[str, Kernel] = {}  # op type -> kernel (of the op's first definition we implement)
+# (op type, opset of the coremltools definition it implements, `mil/ops/defs/<opset>/`) -> kernel. A
+# later opset may redefine an op with other inputs and meaning (iOS18's constexpr_lut_to_dense has
+# per-group LUTs and no `shape`): a definition missing here is refused up front, never run as another.
+DEFINITIONS: dict[tuple[str, str], Kernel] = {}
+IOS15_TO_IOS17 = ("iOS15", "iOS16", "iOS17")
 
 DTYPES = {
     "fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.int8, "uint8": np.uint8,
@@ -27,12 +32,18 @@ DTYPES = {
 }
 
 
-def kernel(*names: str) -> Callable[[Kernel], Kernel]:
+def kernel(*names: str, defined_in: tuple[str, ...] = IOS15_TO_IOS17) -> Callable[[Kernel], Kernel]:
     def register(fn: Kernel) -> Kernel:
         for name in names:
-            KERNELS[name] = fn
+            KERNELS.setdefault(name, fn)
+            DEFINITIONS.update({(name, opset): fn for opset in defined_in})
         return fn
     return register
+
+
+def kernel_for(op_type: str, definition: str) -> Kernel | None:
+    """The kernel of `op_type` as opset `definition` defines it; None when we have none."""
+    return DEFINITIONS.get((op_type, definition))
 
 
 def f64(x: Any) -> np.ndarray:
@@ -72,7 +83,7 @@ def _binary(name: str) -> Kernel:
 
 
 for _name in _BINARY:
-    KERNELS[_name] = _binary(_name)
+    kernel(_name)(_binary(_name))
 
 
 def _is_float(*xs: Any) -> bool:
@@ -86,7 +97,7 @@ _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 for _name, _fn in _UNARY.items():
-    KERNELS[_name] = (lambda fn: lambda a: fn(f64(a["x"])))(_fn)
+    kernel(_name)((lambda fn: lambda a: fn(f64(a["x"])))(_fn))
 
 
 @kernel("rsqrt")
@@ -154,7 +165,8 @@ def _reduction(fn: Callable[..., np.ndarray]) -> Kernel:
     return run
 
 
-KERNELS.update(reduce_mean=_reduction(np.mean), reduce_sum=_reduction(np.sum), reduce_max=_reduction(np.max))
+for _name, _fn in {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max}.items():
+    kernel(_name)(_reduction(_fn))
 
 
 def _normalize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> np.ndarray:
@@ -179,11 +191,15 @@ def _channel_affine(y: np.ndarray, a: Args) -> np.ndarray:
 @kernel("layer_norm")
 def layer_norm(a: Args) -> np.ndarray:
     x = f64(a["x"])
-    y = _normalize(x, _reduce_axes(a, x.ndim) or tuple(range(x.ndim)), float(a.get("epsilon", 1e-5)))
+    axes = _reduce_axes(a, x.ndim) or tuple(range(x.ndim))
+    y = _normalize(x, axes, float(a.get("epsilon", 1e-5)))
+    # gamma / beta have the shape x.shape[axes] (in dim order): put them back on those dims, which
+    # need not be the trailing ones (axes=[1] of a rank-3 x).
+    shape = [n if i in axes else 1 for i, n in enumerate(x.shape)]
     if a.get("gamma") is not None:
-        y = y * f64(a["gamma"])  # gamma/beta have the shape of x over `axes` (trailing dims)
+        y = y * f64(a["gamma"]).reshape(shape)
     if a.get("beta") is not None:
-        y = y + f64(a["beta"])
+        y = y + f64(a["beta"]).reshape(shape)
     return y
 
 
@@ -238,74 +254,55 @@ def _spatial_padding(a: Args, spatial: tuple[int, ...], kernel_size: list[int], 
 
 
 def _windows(x: np.ndarray, kernel_size: list[int], strides: list[int], dilations: list[int]) -> np.ndarray:
-    """(N, C, H, W) -> (N, C, Ho, Wo, kh, kw) view of the sliding windows."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilations
-    ho, wo = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
-    s = x.strides
-    return as_strided(x, (n, c, ho, wo, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw),
-                      writeable=False)
+    """(N, C, *spatial) -> (N, C, *out, *kernel) view of the sliding windows (1-D to 3-D ops)."""
+    n, c, *spatial = x.shape
+    out = [(size - (k - 1) * d - 1) // s + 1 for size, k, s, d in zip(spatial, kernel_size, strides, dilations)]
+    steps = x.strides[2:]
+    window_strides = (*(t * s for t, s in zip(steps, strides)), *(t * d for t, d in zip(steps, dilations)))
+    return as_strided(x, (n, c, *out, *kernel_size), (*x.strides[:2], *window_strides), writeable=False)
 
 
-def _as_2d(x: np.ndarray) -> tuple[np.ndarray, bool]:
-    if x.ndim == 3:  # 1-D op: (N, C, L) -> (N, C, 1, L)
-        return x[:, :, None, :], True
-    if x.ndim != 4:
-        raise ValueError(f"only 1-D and 2-D spatial inputs are supported, got rank {x.ndim}")
-    return x, False
-
-
-def _pad_to_2d(values: list[int], fill: int, one_d: bool) -> list[int]:
-    return [fill, *values] if one_d else values
+def _spatial_args(a: Args, x: np.ndarray, name: str) -> list[int]:
+    """strides / dilations, one per spatial dim of x, default 1."""
+    return ints(a[name]) if a.get(name) is not None else [1] * (x.ndim - 2)
 
 
 @kernel("conv")
 def conv(a: Args) -> np.ndarray:
-    x, one_d = _as_2d(f64(a["x"]))
-    weight = f64(a["weight"])
-    if one_d:
-        weight = weight[:, :, None, :]
+    x, weight = f64(a["x"]), f64(a["weight"])
     k = list(weight.shape[2:])
-    strides = _pad_to_2d(ints(a["strides"]) if a.get("strides") is not None else [1] * (2 - one_d), 1, one_d)
-    dilations = _pad_to_2d(ints(a["dilations"]) if a.get("dilations") is not None else [1] * (2 - one_d), 1, one_d)
-    pads = _spatial_padding(a, x.shape[2 + one_d:], k[one_d:], strides[one_d:], dilations[one_d:])
-    if one_d:
-        pads = [(0, 0), *pads]
-    x = np.pad(x, [(0, 0), (0, 0), *pads])
+    strides, dilations = _spatial_args(a, x, "strides"), _spatial_args(a, x, "dilations")
+    x = np.pad(x, [(0, 0), (0, 0), *_spatial_padding(a, x.shape[2:], k, strides, dilations)])
     groups = int(a.get("groups", 1))
-    n, cin = x.shape[:2]
+    n, cin, dims = x.shape[0], x.shape[1], len(k)
     cout = weight.shape[0]
-    win = _windows(x, k, strides, dilations)  # (N, Cin, Ho, Wo, kh, kw)
-    ho, wo = win.shape[2:4]
-    # (N, G, Ho*Wo, Cin/G*kh*kw) @ (G, Cin/G*kh*kw, Cout/G) -> (N, G, Ho*Wo, Cout/G)
-    cols = win.reshape(n, groups, cin // groups, ho, wo, k[0], k[1]).transpose(0, 1, 3, 4, 2, 5, 6)
-    cols = cols.reshape(n, groups, ho * wo, -1)
+    win = _windows(x, k, strides, dilations)  # (N, Cin, *out, *k)
+    out = win.shape[2:2 + dims]
+    # (N, G, P, Cin/G * prod(k)) @ (G, Cin/G * prod(k), Cout/G) -> (N, G, P, Cout/G), P = prod(out)
+    cols = win.reshape(n, groups, cin // groups, *out, *k)
+    cols = cols.transpose(0, 1, *range(3, 3 + dims), 2, *range(3 + dims, 3 + 2 * dims))
+    cols = cols.reshape(n, groups, math.prod(out), -1)
     w = weight.reshape(groups, cout // groups, -1).transpose(0, 2, 1)
-    y = np.matmul(cols, w).transpose(0, 1, 3, 2).reshape(n, cout, ho, wo)
+    y = np.matmul(cols, w).transpose(0, 1, 3, 2).reshape(n, cout, *out)
     if a.get("bias") is not None:
-        y = y + f64(a["bias"]).reshape(1, -1, 1, 1)
-    return y[:, :, 0, :] if one_d else y
+        y = y + f64(a["bias"]).reshape(1, -1, *[1] * dims)
+    return y
 
 
 def _pool(a: Args, reduce: str) -> np.ndarray:
     if a.get("ceil_mode"):
         raise ValueError("pooling with ceil_mode=True is not supported")
-    x, one_d = _as_2d(f64(a["x"]))
-    k = _pad_to_2d(ints(a["kernel_sizes"]), 1, one_d)
-    strides = _pad_to_2d(ints(a["strides"]) if a.get("strides") is not None else [1] * (2 - one_d), 1, one_d)
-    pads = _spatial_padding(a, x.shape[2 + one_d:], k[one_d:], strides[one_d:], [1] * (2 - one_d))
-    if one_d:
-        pads = [(0, 0), *pads]
-    widths = [(0, 0), (0, 0), *pads]
-    win = _windows(np.pad(x, widths, constant_values=-np.inf if reduce == "max" else 0.0), k, strides, [1, 1])
+    x = f64(a["x"])
+    k, strides, ones = ints(a["kernel_sizes"]), _spatial_args(a, x, "strides"), [1] * (x.ndim - 2)
+    widths = [(0, 0), (0, 0), *_spatial_padding(a, x.shape[2:], k, strides, ones)]
+    win = _windows(np.pad(x, widths, constant_values=-np.inf if reduce == "max" else 0.0), k, strides, ones)
+    axes = tuple(range(-len(k), 0))
     if reduce == "max":
-        y = win.max(axis=(-2, -1))
-    elif a.get("exclude_padding_from_average"):
-        inside = _windows(np.pad(np.ones((1, 1) + x.shape[2:]), widths), k, strides, [1, 1])
-        y = win.sum(axis=(-2, -1)) / inside.sum(axis=(-2, -1))
-    else:  # padded zeros count in the average
-        y = win.mean(axis=(-2, -1))
-    return y[:, :, 0, :] if one_d else y
+        return win.max(axis=axes)
+    if a.get("exclude_padding_from_average"):
+        inside = _windows(np.pad(np.ones((1, 1) + x.shape[2:]), widths), k, strides, ones)
+        return win.sum(axis=axes) / inside.sum(axis=axes)
+    return win.mean(axis=axes)  # padded zeros count in the average
 
 
 @kernel("avg_pool")
@@ -319,6 +316,11 @@ def max_pool(a: Args) -> np.ndarray:
 
 
 # --- shape and data movement ---------------------------------------------------------------------
+
+@kernel("identity")
+def identity(a: Args) -> Any:
+    return a["x"]
+
 
 @kernel("transpose")
 def transpose(a: Args) -> np.ndarray:
@@ -452,7 +454,7 @@ def constexpr_affine_dequantize(a: Args) -> np.ndarray:
     return _dequantize(a["quantized_data"], a["scale"], a["zero_point"], a["axis"])
 
 
-@kernel("constexpr_lut_to_dense")
+@kernel("constexpr_lut_to_dense", defined_in=("iOS16",))
 def constexpr_lut_to_dense(a: Args) -> np.ndarray:
     """iOS16 form: `indices` packs n_bits per entry, LSB first, into bytes; `lut` has 2**n_bits entries."""
     lut = np.asarray(a["lut"])
@@ -462,3 +464,37 @@ def constexpr_lut_to_dense(a: Args) -> np.ndarray:
     bits = np.unpackbits(np.asarray(a["indices"], dtype=np.uint8), bitorder="little")[: count * n_bits]
     indices = (bits.reshape(count, n_bits).astype(np.int64) << np.arange(n_bits)).sum(axis=1)
     return lut[indices].reshape(shape)
+
+
+# iOS18 compression: the block or group of each weight element is its index // the block size per
+# dim, where block size = the data's (indices') dim / the scale's (LUT's) dim.
+
+def _blocks(params: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Per dim of `shape`, each position's block index into the leading dims of `params`."""
+    return np.ix_(*(np.arange(n) // (n // g) for n, g in zip(shape, params.shape)))
+
+
+@kernel("constexpr_blockwise_shift_scale", defined_in=("iOS18",))
+def constexpr_blockwise_shift_scale(a: Args) -> np.ndarray:
+    """output = scale * (data - offset), scale and offset per block."""
+    data = f64(a["data"])
+    scale = f64(a["scale"])
+    blocks = _blocks(scale, data.shape)
+    shifted = data - f64(a["offset"])[blocks] if a.get("offset") is not None else data
+    return scale[blocks] * shifted
+
+
+@kernel("constexpr_lut_to_dense", defined_in=("iOS18",))
+def constexpr_lut_to_dense_ios18(a: Args) -> np.ndarray:
+    """One LUT (lut[group..., 2**nbits, vector size]) per group of indices; a vector entry fills
+    `vector_size` consecutive positions along `vector_axis`."""
+    indices = np.asarray(a["indices"]).astype(np.int64)
+    lut = np.asarray(a["lut"])
+    groups = np.ravel_multi_index(_blocks(lut, indices.shape), lut.shape[:indices.ndim])
+    values = lut.reshape(-1, *lut.shape[-2:])[groups, indices]  # indices.shape + (vector size,)
+    if values.shape[-1] == 1:
+        return values[..., 0]
+    axis = _axis(a["vector_axis"], indices.ndim)
+    shape = list(indices.shape)
+    shape[axis] *= values.shape[-1]
+    return np.moveaxis(values, -1, axis + 1).reshape(shape)
