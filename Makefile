@@ -6,7 +6,7 @@ STAMP := $(VENV)/.edge-mlp-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 EVAL_SUBSET := edge_mlp/assets/fashion_mnist_eval2000.npz
 
-.PHONY: setup test-setup demo test app-vectors zoo-stats shift-choice clean
+.PHONY: setup test-setup demo test app-vectors zoo-stats shift-choice clean arm64
 
 # `make demo` installs what the demo runs (the package and its runtimes, into the venv); `make
 # test` adds the test tools and, as root, two Debian packages (below).
@@ -64,8 +64,17 @@ demo: setup
 # One pytest-xdist worker per core (at most 4: each holds torch and the runtimes in memory); the
 # workers share one cache of converted artifacts (tests/conftest.py).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+# As root, the arm64 root of tests/test_arm64.py first (built once, ~10 min; cached after): where the
+# machine cannot (no binfmt_misc), those tests skip and say why; any other failure fails them.
 test: test-setup
+	@[ "$$(id -u)" != 0 ] || $(PY) -m edge_mlp.arm64 || echo "note: no arm64 root (above); tests/test_arm64.py says why"
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+
+# The arm64 root that edge_mlp.arm64 / tests/test_arm64.py run artifacts in, on the aarch64 builds
+# of the runtimes under user-mode QEMU (issue 17). Needs root; the first build takes about 10
+# minutes (Debian's second stage runs emulated), a current one returns at once.
+arm64: $(STAMP)
+	$(PY) -m edge_mlp.arm64

@@ -147,30 +147,6 @@ def _greedy_layout_partitioner() -> Iterator[None]:
             os.environ[key] = before
 
 
-def _executed_ops(it) -> list[str]:
-    """Op names the delegated interpreter actually runs.
-
-    The interpreter lists the original nodes plus appended DELEGATE nodes; the ones it executes are
-    those needed to produce the outputs when each DELEGATE node produces its own outputs.
-    """
-    ops = it._get_ops_details()
-    producer: dict[int, dict] = {}
-    for op in ops:  # DELEGATE nodes come last, so they take over the tensors they produce
-        for t in op["outputs"]:
-            producer[int(t)] = op
-    needed = [int(d["index"]) for d in it.get_output_details()]
-    seen: set[int] = set()
-    executed = []
-    while needed:
-        op = producer.get(needed.pop())
-        if op is None or op["index"] in seen:
-            continue
-        seen.add(op["index"])
-        executed.append(op["op_name"])
-        needed.extend(int(t) for t in op["inputs"] if t >= 0)
-    return executed
-
-
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -337,7 +313,9 @@ class TFLiteConverter(Converter):
         raw = _interpreter(path, delegates=False)
         delegated = _interpreter(path, delegates=True)
         raw_ops = op_histogram([d["op_name"] for d in raw._get_ops_details()])
-        left = op_histogram(_executed_ops(delegated))
+        from edge_mlp.arm64.inroot import executed_ops  # standalone: it also runs inside the arm64 root
+
+        left = op_histogram(executed_ops(delegated))
         outside = {op: n for op, n in left.items() if op != "DELEGATE"}
         total = sum(raw_ops.values())
         coverage = {

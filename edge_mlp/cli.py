@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import __version__, interrupts
 from .quiet import quiet_cli_process
-from .errors import EdgeMlpError
+from .errors import ConfigError, EdgeMlpError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -215,6 +215,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
         check_output_file(args.json, (".json",), "--json")
     if args.trace:
         check_output_file(args.trace, (".npz",), "--trace")
+    if args.arch == "arm64":
+        return _parity_arm64(args)
+    if args.cpu is not None:
+        raise ConfigError("--cpu picks the emulated CPU of --arch arm64; add --arch arm64 or drop --cpu")
     if args.per_layer or args.trace:  # before the parity run, which takes 10-20 s
         check_extras(args.artifact, per_layer=args.per_layer, trace=bool(args.trace))
     with console.status("running artifact and PyTorch reference..."):
@@ -240,6 +244,39 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if args.max_drop is not None and report.drop_pts is not None and report.drop_pts > args.max_drop:
         _console(stderr=True).print(f"edge-mlp: accuracy drop {report.drop_pts:.2f} pts exceeds --max-drop {args.max_drop}",
                           highlight=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+def _parity_arm64(args: argparse.Namespace) -> int:
+    """`parity --arch arm64`: the artifact on the aarch64 build of its runtime under QEMU, next to the
+    x86 run and PyTorch (edge_mlp.arm64.parity)."""
+    from .arm64.parity import DEFAULT_CPU, arm64_rows, check_arm64, run_parity_arm64, write_json
+
+    for option in ("per_layer", "trace", "mil_precision"):
+        if getattr(args, option):
+            raise ConfigError(f"--{option.replace('_', '-')} does not apply to --arch arm64; run it without --arch")
+    cpu = args.cpu or DEFAULT_CPU
+    console = _console()
+    check = check_arm64(args.artifact, cpu)  # bad artifact, CPU model or machine: one line, before any work
+    console.print(check.line(), highlight=False, soft_wrap=True)
+    with console.status("running the artifact on x86 and on arm64 (QEMU), and the PyTorch reference..."):
+        report = run_parity_arm64(args.artifact, data=args.data, limit=args.limit, cpu=cpu)
+    table = _table(title=f"parity on arm64: {Path(report.arm64.artifact).name} on {report.arm64.data} "
+                         f"({report.arm64.images} images)", caption=f"ran on {report.arm64.runtime}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for row in arm64_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    if len(report.arm64.outputs) > 1:
+        console.print(_outputs_table(report.arm64))
+    if args.json:
+        write_json([report], args.json)
+    drop = report.arm64.drop_pts
+    if args.max_drop is not None and drop is not None and drop > args.max_drop:
+        _console(stderr=True).print(f"edge-mlp: accuracy drop on arm64 {drop:.2f} pts exceeds --max-drop "
+                                    f"{args.max_drop}", highlight=False, soft_wrap=True)
         return 1
     return 0
 
@@ -478,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "after each op (fp16, default) or keeping them in float32 (fp32)")
     p.add_argument("--trace", metavar="OUT.npz",
                    help="Core ML: write every MIL op's output for the first image and compare with PyTorch")
+    p.add_argument("--arch", choices=["host", "arm64"], default="host",
+                   help="arm64: also run the artifact on the aarch64 build of its runtime (the kernels a phone "
+                        "runs) under QEMU, and report its parity and its difference from this host's run "
+                        "(ExecuTorch, LiteRT, ONNX; needs root; the first run builds the arm64 root, ~10 min)")
+    p.add_argument("--cpu", metavar="MODEL",
+                   help="--arch arm64: the QEMU CPU model the kernels see (default cortex-a76; max enables SME; "
+                        "properties as in max,sme=off)")
     p.set_defaults(func=cmd_parity)
 
     timed_targets = list(host_timed_targets())

@@ -155,7 +155,7 @@ def compare_output(artifact: np.ndarray, reference: np.ndarray, size: tuple[int,
                         float(r.max() - r.min()), float(cos.mean()), float(cos.min()))
 
 
-def _reference_outputs(model: nn.Module, x: np.ndarray) -> list[np.ndarray]:
+def reference_outputs(model: nn.Module, x: np.ndarray) -> list[np.ndarray]:
     """PyTorch's outputs (logits, or every feature map) for a batch, 64 images at a time."""
     columns: list[list[np.ndarray]] = []
     with torch.no_grad():
@@ -182,14 +182,14 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     first: dict | None = None
     for size in manifest.sizes():
         x, labels, source = evaluation_set(manifest, data, limit, size)
-        reference = _reference_outputs(model, x)
+        reference = reference_outputs(model, x)
         outputs = host.batch_outputs(x)
         if len(outputs) != len(reference):
             raise EdgeMlpError(f"{artifact.name} gives {len(outputs)} outputs but its model gives {len(reference)}: "
                                "re-convert it")
         rows += [compare_output(o, r, size, n, s) for o, r, n, s in zip(outputs, reference, names, strides)]
         if first is None:
-            first = (_backbone_summary(rows) if manifest.is_backbone else compare(outputs[0], reference[0], labels))
+            first = (backbone_summary(rows) if manifest.is_backbone else compare(outputs[0], reference[0], labels))
             images = len(x)
     assert first is not None
     return ParityReport(
@@ -199,7 +199,7 @@ def run_parity(artifact_or_manifest: str | Path, data: str = "fashion-mnist", li
     )
 
 
-def _backbone_summary(rows: list[OutputParity]) -> dict:
+def backbone_summary(rows: list[OutputParity]) -> dict:
     """A backbone's headline figures: its worst output (by relative max |diff|) and worst cosine."""
     worst = max(rows, key=lambda r: r.max_abs_diff_rel)
     return dict(top1_reference=None, top1_artifact=None, drop_pts=None, agreement=None,
