@@ -287,3 +287,22 @@ def test_cli_arm64_options_are_checked_in_one_line(converted, tmp_path, capsys) 
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / "r.json").exists()
+
+
+def test_make_arm64_says_why_it_cannot_in_one_line(monkeypatch, capsys, tmp_path) -> None:
+    """`make arm64` (python -m edge_mlp.arm64) on a machine that cannot: exit 2, one line, no root
+    folder made. No binfmt_misc is real here: mount refuses a mount point that does not exist."""
+    from edge_mlp.arm64 import __main__ as make_arm64
+    from edge_mlp.arm64 import root
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(root, "BINFMT_DIR", tmp_path / "no" / "binfmt_misc")
+        monkeypatch.setenv("EDGE_MLP_ARM64_ROOT", str(tmp_path / "cache"))
+        assert make_arm64.main() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot mount binfmt_misc") and err.count("\n") == 1, err
+        assert not (tmp_path / "cache" / "root").exists()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert make_arm64.main() == 2
+    err = capsys.readouterr().err
+    assert "needs root" in err and err.count("\n") == 1, err
