@@ -68,7 +68,7 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4;
 # machine cannot (no binfmt_misc), those tests skip and say why; any other failure fails them.
 test: test-setup
 	@[ "$$(id -u)" != 0 ] || $(PY) -m edge_mlp.arm64 || echo "note: no arm64 root (above); tests/test_arm64.py says why"
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -1,4 +1,5 @@
-"""Core ML `.mlpackage` (ML program, iOS 17+): fp32, fp16 compute, W8 weight-only, W8A8 int8.
+"""Core ML `.mlpackage` (ML program, iOS 17+): fp32, fp16 compute, W8 weight-only, W8A8 int8, and
+(iOS 18 opset) int4 per-block weights (w4) and 4- / 6-bit k-means palettized weights (pal4, pal6).
 
 Converts anywhere. Core ML itself only predicts on macOS, where `load` uses `MLModel.predict`;
 elsewhere `load` runs the package's MIL program in edge-mlp's numpy interpreter (`edge_mlp.mil`),
@@ -7,17 +8,51 @@ which checks the program's arithmetic, not Apple's kernels.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import logging
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from edge_mlp.errors import EdgeMlpError
 from edge_mlp.options import Precision, ShiftLowering
 
 from .base import ConversionOutput, ConversionRequest, Converter, HostModel, float_spec, op_histogram, register, size_entry
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
+
+# Weight compression after conversion (coremltools.optimize.coreml), per precision. Per-block int4
+# scales and per-grouped-channel LUTs exist from the iOS 18 opset on; W8 is iOS 16 compatible.
+IOS18_PRECISIONS = (Precision.W4, Precision.PAL4, Precision.PAL6)
+INT4_BLOCK = 32  # input channels per int4 scale
+LUT_GROUP = 16  # output channels sharing one palettization LUT
+# --max-drop: the blocks it keeps get 8-bit LUTs, near-lossless at half of fp16's size. Uniform
+# (evenly spaced) entries: as exact as per-channel int8 at 8 bits, and seconds where k-means with
+# 256 clusters takes minutes per model.
+KEPT_NBITS = 8
+KEPT_SCHEME = f"{KEPT_NBITS}-bit palettization (uniform LUT, one per {LUT_GROUP} output channels)"
+# Weights of at most this many elements (norms, biases, small convs) stay fp16: coremltools'
+# default threshold; compressing them saves little and costs accuracy.
+WEIGHT_THRESHOLD = 2048
+_COMPRESSION: dict[Precision, tuple[str, str]] = {  # precision -> (manifest scheme, tool)
+    Precision.W8: ("weight-only int8: per-channel symmetric weights, fp16 activations and compute",
+                   "coremltools.optimize.coreml.linear_quantize_weights"),
+    Precision.W4: (f"weight-only int4: symmetric per-block weights (one fp16 scale per {INT4_BLOCK} input "
+                   f"channels of an output channel; per largest block that divides the inputs where {INT4_BLOCK} "
+                   "does not), fp16 activations and compute; iOS 18 opset",
+                   "coremltools.optimize.coreml.linear_quantize_weights"),
+    Precision.PAL4: (f"4-bit k-means palettized weights, one 16-entry fp16 LUT per {LUT_GROUP} output channels (per "
+                     f"largest group that divides the outputs where {LUT_GROUP} does not), fp16 "
+                     "activations and compute; iOS 18 opset",
+                     "coremltools.optimize.coreml.palettize_weights"),
+    Precision.PAL6: (f"6-bit k-means palettized weights, one 64-entry fp16 LUT per {LUT_GROUP} output channels (per "
+                     f"largest group that divides the outputs where {LUT_GROUP} does not), fp16 "
+                     "activations and compute; iOS 18 opset",
+                     "coremltools.optimize.coreml.palettize_weights"),
+}
 
 
 class _Predictor(HostModel):
@@ -53,7 +88,7 @@ def function_names(artifact: Path) -> list[str]:
 class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
-    precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8)
+    precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8, *IOS18_PRECISIONS)
     default_precision = Precision.FP16
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
@@ -81,33 +116,37 @@ class CoreMLConverter(Converter):
         if request.precision.calibrated:
             model, _, quantization = quantize_request(self, request)
         # Several sizes: one function per size in a multifunction package (main, main_HxW), each
-        # a static program; identical weights are stored once. Multifunction needs iOS 18.
-        target = ct.target.iOS18 if len(request.sizes) > 1 else ct.target.iOS17
+        # a static program; identical weights are stored once. Multifunction needs iOS 18, and so
+        # do int4 per-block scales and per-grouped-channel LUTs.
+        ios18 = len(request.sizes) > 1 or request.precision in IOS18_PRECISIONS
+        target = ct.target.iOS18 if ios18 else ct.target.iOS17
         compute = ct.precision.FLOAT32 if request.precision is Precision.FP32 else ct.precision.FLOAT16
-        mlmodels = []
+        mlmodels, programs = [], []
         for example in request.examples():
             with request.stage("export"):
                 program = torch.export.export(model, (example,)).run_decompositions({})
             with request.stage("lower"):
                 mlmodels.append(ct.convert(program, minimum_deployment_target=target, compute_precision=compute,
                                            convert_to="mlprogram"))
+            programs.append(program)
+        compression: dict[str, Any] = {}
+        if request.precision in _COMPRESSION:
+            stage = "palettize" if request.precision in (Precision.PAL4, Precision.PAL6) else "quantize"
+            with request.stage(stage):
+                compressed = [compress_weights(m, request.precision, kept_weights(p, m, request.float_modules))
+                              for m, p in zip(mlmodels, programs)]
+            mlmodels = [m for m, _ in compressed]
+            # What the precision's own block / group size could not compress: said in the manifest.
+            compression = {"weights_left_fp16": uncompressed_weights(mlmodels[0])}
+            if request.precision in IOS18_PRECISIONS:
+                compression["weights_with_fallback"] = compressed[0][1]
+            scheme, tool = _COMPRESSION[request.precision]
+            if request.float_modules:
+                scheme += f"; blocks kept by the accuracy budget: {KEPT_SCHEME}"
+            if request.float_modules and not tool.endswith("palettize_weights"):
+                tool += " + palettize_weights"
+            quantization = QuantizationInfo(scheme=scheme, tool=tool)
         mlmodel = mlmodels[0]
-        if request.precision is Precision.W8:
-            from coremltools.optimize.coreml import (
-                OpLinearQuantizerConfig,
-                OptimizationConfig,
-                linear_quantize_weights,
-            )
-
-            config = OptimizationConfig(global_config=OpLinearQuantizerConfig(
-                mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-            with request.stage("quantize"):
-                mlmodels = [linear_quantize_weights(m, config=config) for m in mlmodels]
-            mlmodel = mlmodels[0]
-            quantization = QuantizationInfo(
-                scheme="weight-only int8: per-channel symmetric weights, fp16 activations and compute",
-                tool="coremltools.optimize.coreml.linear_quantize_weights",
-            )
         ops = op_histogram([op.op_type for op in mlmodel._mil_program.functions["main"].operations])
         path = request.work_dir / f"{request.stem}{self.suffix}"
         spec = mlmodel.get_spec()
@@ -125,8 +164,9 @@ class CoreMLConverter(Converter):
             coverage={
                 "mil_op_histogram": ops,
                 "compute_precision": "float32" if request.precision is Precision.FP32 else "float16",
-                "minimum_deployment_target": "iOS18" if len(mlmodels) > 1 else "iOS17",
+                "minimum_deployment_target": "iOS18" if ios18 else "iOS17",
                 "spec_version": spec.specificationVersion,
+                **compression,
             },
             entry_points=entries,
         )
@@ -194,3 +234,161 @@ def _save_multifunction(mlmodels: list, entries: list[str], work: Path, path: Pa
     ct.utils.save_multifunction(descriptor, str(path))
     for part in parts:
         shutil.rmtree(part)
+
+
+def _op_config(precision: Precision) -> Any:
+    """The coremltools op config of `precision`'s weights."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig
+
+    if precision is Precision.W8:
+        return OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                       weight_threshold=WEIGHT_THRESHOLD)
+    if precision is Precision.W4:
+        return OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                       block_size=INT4_BLOCK, weight_threshold=WEIGHT_THRESHOLD)
+    return _lut_config({Precision.PAL4: 4, Precision.PAL6: 6}[precision])
+
+
+def _lut_config(nbits: int, mode: str = "kmeans", group_size: int = LUT_GROUP) -> Any:
+    from coremltools.optimize.coreml import OpPalettizerConfig
+
+    return OpPalettizerConfig(mode=mode, nbits=nbits, granularity="per_grouped_channel", group_size=group_size,
+                              weight_threshold=WEIGHT_THRESHOLD)
+
+
+def compress_weights(mlmodel: Any, precision: Precision, kept: Sequence[str] = ()) -> tuple[Any, dict[str, str]]:
+    """`mlmodel`'s weights compressed as `precision` says, the consts named in `kept` with 8-bit
+    LUTs instead (the accuracy budget's blocks), and {weight: its fallback} (below).
+
+    Linear quantization cannot express a LUT, so for w4 the kept consts are skipped by the first pass
+    and palettized by a second. coremltools leaves a weight fp16 when the block / group size does not
+    divide its channels; for w4 / pal4 / pal6 a last pass compresses such linear and conv weights
+    with the nearest granularity that fits (`_fallback`): a 1000-class head (1000 outputs, not a
+    multiple of 16) would otherwise stay fp16, 1 MB of as_mlp_mobile's 4.2 MB pal4 package at 224."""
+    from coremltools.optimize.coreml import OptimizationConfig, linear_quantize_weights, palettize_weights
+
+    keep = {name: _lut_config(KEPT_NBITS, "uniform") for name in kept}
+    with _skips_unlogged():
+        if precision in (Precision.W8, Precision.W4):
+            mlmodel = linear_quantize_weights(mlmodel, config=OptimizationConfig(
+                global_config=_op_config(precision), op_name_configs={name: None for name in kept}))
+            if kept:
+                mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(op_name_configs=keep))
+        else:
+            mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(global_config=_op_config(precision),
+                                                                            op_name_configs=keep))
+        if precision not in IOS18_PRECISIONS:
+            return mlmodel, {}
+        linear, luts, described = _fallback(mlmodel, precision, set(kept))
+        if linear:
+            mlmodel = linear_quantize_weights(mlmodel, config=OptimizationConfig(op_name_configs=linear))
+        if luts:
+            mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(op_name_configs=luts))
+    return mlmodel, described
+
+
+def _fallback(mlmodel: Any, precision: Precision, kept: set[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Configs for the linear / conv weights left fp16 because INT4_BLOCK does not divide their
+    inputs (w4) or LUT_GROUP their outputs (pal4 / pal6, and kept weights' 8-bit LUTs): the same
+    scheme with the largest block / group below that size that divides them (48 inputs -> int4
+    blocks of 24; 1000 outputs -> 100 LUTs of 10 channels; 3 inputs -> one scale per output
+    channel). Returns (linear quantizer configs, palettizer configs, {weight: what it got})."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig
+
+    linear: dict[str, Any] = {}
+    luts: dict[str, Any] = {}
+    described: dict[str, str] = {}
+    ops = {op.name: op for op in mlmodel._mil_program.functions["main"].operations}
+    for name in uncompressed_weights(mlmodel):
+        var = ops[name].outputs[0]
+        if not all(child.op_type in ("linear", "conv") and child.inputs.get("weight") is var for child in var.child_ops):
+            continue
+        outputs, inputs = int(var.shape[0]), int(var.shape[1])
+        if name in kept or precision is not Precision.W4:
+            if name not in kept and outputs % LUT_GROUP == 0:
+                continue
+            group = _largest_divisor(outputs, LUT_GROUP)
+            nbits, mode = (KEPT_NBITS, "uniform") if name in kept else (_op_config(precision).nbits, "kmeans")
+            luts[name] = _lut_config(nbits, mode, group)
+            described[name] = f"{nbits}-bit LUT per {group} output channel(s)"
+        elif inputs % INT4_BLOCK:
+            block = _largest_divisor(inputs, INT4_BLOCK)
+            linear[name] = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                                   block_size=block, weight_threshold=WEIGHT_THRESHOLD)
+            described[name] = f"int4, one scale per {block} input channel(s)"
+    return linear, luts, described
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+# coremltools logs one or two lines per weight whose shape the block / group size does not divide
+# ("Invalid block_sizes; ... not divisible by block size 32", "Can't perform palettization: ...",
+# "Cannot perform ... on <name>. Skipped this op."); `_fallback` compresses them another way and the
+# manifest lists them (coverage.weights_with_fallback, .weights_left_fp16) instead. Some come from
+# the root logger (coremltools.optimize._utils).
+_SKIP_MESSAGES = ("Invalid block_sizes", "Can't perform palettization", "Skipped this op")
+
+
+class _DropSkips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(m in message for m in _SKIP_MESSAGES)
+
+
+@contextlib.contextmanager
+def _skips_unlogged() -> Iterator[None]:
+    loggers, drop = [logging.getLogger("coremltools"), logging.getLogger()], _DropSkips()
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
+def uncompressed_weights(mlmodel: Any) -> list[str]:
+    """Plain consts over the size threshold that feed compute ops (not a compressed weight's data)."""
+    names = []
+    for op in mlmodel._mil_program.functions["main"].operations:
+        if op.op_type != "const" or getattr(op.outputs[0].val, "size", 0) <= WEIGHT_THRESHOLD:
+            continue
+        if not all(child.op_type.startswith("constexpr_") for child in op.outputs[0].child_ops):
+            names.append(op.name)
+    return sorted(names)
+
+
+def kept_weights(program: torch.export.ExportedProgram, mlmodel: Any, blocks: Sequence[str]) -> list[str]:
+    """Names of the MIL consts that feed the ops of the PyTorch `blocks` (module paths).
+
+    coremltools names each MIL op after the exported node it came from (plus `_cast_fp16` style
+    suffixes), and each node records its module path, so block -> nodes -> MIL ops -> their
+    const inputs. A block without any weight found is an error: keeping it would silently do nothing."""
+    from edge_mlp.mil.trace import _CAST_SUFFIX
+
+    if not blocks:
+        return []
+    node_block: dict[str, str] = {}
+    for node in program.graph.nodes:
+        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        block = next((b for b in blocks if any(p == b or p.startswith(b + ".") for p in paths)), None)
+        if node.op == "call_function" and block is not None:
+            node_block[node.name] = block
+    found: dict[str, list[str]] = {b: [] for b in blocks}
+    for op in mlmodel._mil_program.functions["main"].operations:
+        if op.op_type == "const" or not op.outputs:
+            continue
+        block = node_block.get(_CAST_SUFFIX.sub("", op.outputs[0].name))
+        if block is None:
+            continue
+        for value in op.inputs.values():
+            for var in value if isinstance(value, (list, tuple)) else (value,):
+                if var.op is not None and var.op.op_type == "const" and getattr(var.val, "size", 0) > WEIGHT_THRESHOLD:
+                    found[block].append(var.op.name)
+    missing = [b for b, names in found.items() if not names]
+    if missing:
+        raise EdgeMlpError(f"no Core ML weights found for block(s) {', '.join(missing)}: cannot keep them at "
+                           f"{KEPT_NBITS} bits")
+    return sorted({name for names in found.values() for name in names})

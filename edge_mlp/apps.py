@@ -6,6 +6,7 @@ must reproduce. `edge-mlp bundle`, the contract tests and the vectors all read t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,44 @@ class AppLayout:
     manifest_structs: str  # declares the manifest fields the app reads (root type `Manifest`)
     bench_structs: str  # declares the bench JSON the app writes (root type `BenchReport`)
     vectors: str  # preprocessing vectors next to the app's preprocessing unit test
+    # The OS whose version the app's marker (an XcodeGen project.yml) declares as its deployment
+    # target; `bundle` refuses artifacts whose manifest needs a newer one. None: no such check.
+    deploys_to: str | None = None
 
     def default_dir(self) -> Path:
         return REPO_APPS / self.name
+
+    def deployment_target(self, app_dir: Path) -> tuple[int, ...] | None:
+        """The app's deployment target as version numbers ((17, 0)), read from its project.yml
+        (XcodeGen: the application target's `deploymentTarget`, else `options.deploymentTarget`),
+        so it is declared in one place. None: the app declares none (Xcode then builds for the SDK's
+        own, newest OS) or the layout has no such check."""
+        if self.deploys_to is None:
+            return None
+        import yaml  # PyYAML: installed with executorch, which edge-mlp pins
+
+        path = app_dir / self.marker
+        try:
+            project = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise EdgeMlpError(f"cannot read the deployment target of the {self.name} app from {path}: "
+                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        declared = None
+        if isinstance(project, dict):
+            targets = project.get("targets")
+            for target in targets.values() if isinstance(targets, dict) else ():
+                if isinstance(target, dict) and target.get("type") == "application" and target.get("deploymentTarget"):
+                    declared = target["deploymentTarget"]
+            options = project.get("options") or {}
+            if declared is None and isinstance(options, dict) and isinstance(options.get("deploymentTarget"), dict):
+                declared = options["deploymentTarget"].get(self.deploys_to)
+        if declared is None:
+            return None
+        version = parse_version(str(declared))
+        if version is None:
+            raise EdgeMlpError(f"{path} declares the deployment target {declared!r}, which is not a version "
+                               f"like \"17.0\"")
+        return version
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -53,8 +89,20 @@ APPS: dict[str, AppLayout] = {
         manifest_structs="EdgeMLPCore/Sources/EdgeMLPCore/Manifest.swift",
         bench_structs="EdgeMLPCore/Sources/EdgeMLPCore/BenchReport.swift",
         vectors="EdgeMLPCore/Tests/EdgeMLPCoreTests/Resources/preprocess_vectors.json",
+        deploys_to="iOS",
     ),
 }
+
+
+def parse_version(text: str, platform: str = "") -> tuple[int, ...] | None:
+    """"17.0" -> (17, 0); with `platform`, "iOS18" -> (18,) (a manifest's Core ML target). None if
+    it is not one."""
+    match = re.fullmatch(re.escape(platform) + r"\s*(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(v) for v in match.group(1).split(".")) if match else None
+
+
+def format_version(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version)
 
 
 def app_layout(name: str) -> AppLayout:

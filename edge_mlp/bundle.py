@@ -1,7 +1,8 @@
 """`edge-mlp bundle`: put converted artifacts into a sample app, checked first, all or nothing.
 
 Each artifact's manifest must be of this edge-mlp's schema version, its sha256 must match the
-artifact on disk, and its target must be one the app runs. Only then is anything copied: the
+artifact on disk, its target must be one the app runs, and the OS version it needs (a Core ML
+package's minimum deployment target) must not be newer than the app's. Only then is anything copied: the
 artifacts, their manifests and labels, and sample images, staged in a temp folder inside the app's
 bundle folder and renamed into place.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .apps import AppLayout, app_layout
+from .apps import AppLayout, app_layout, format_version, parse_version
 from .errors import EdgeMlpError
 from .data import npz, open_image
 from .fileio import TEMP_PREFIX, folder_lock, publish, staging_dir
@@ -62,7 +63,7 @@ class _Checked:
 def bundle(job: BundleJob) -> BundleResult:
     layout = app_layout(job.app)
     app_dir = _app_dir(layout, job.app_dir)
-    checked, skipped = _collect(job.sources, layout)
+    checked, skipped = _collect(job.sources, layout, layout.deployment_target(app_dir))
     images = _sample_images(job.images, job.samples)
     bundle_dir = app_dir / layout.bundle_dir
     with staging_dir(bundle_dir) as stage:
@@ -96,9 +97,11 @@ def _app_dir(layout: AppLayout, given: str | None) -> Path:
     return path
 
 
-def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], list[str]]:
+def _collect(sources: list[str], layout: AppLayout,
+             app_target: tuple[int, ...] | None = None) -> tuple[list[_Checked], list[str]]:
     """Every artifact to bundle, checked; an explicit artifact the app cannot run is an error,
-    one found in a folder is skipped (a folder from `convert --target all` holds every target)."""
+    one found in a folder is skipped (a folder from `convert --target all` holds every target).
+    `app_target`: the app's deployment target (None: no OS version check)."""
     checked: list[_Checked] = []
     skipped: list[str] = []
     for source in sources:
@@ -108,10 +111,10 @@ def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], lis
             if not manifests:
                 raise EdgeMlpError(f"{path} holds no *{MANIFEST_SUFFIX}; convert first (edge-mlp convert ... --out {path})")
             for m in manifests:
-                item = _check(m, layout, explicit=False)
+                item = _check(m, layout, explicit=False, app_target=app_target)
                 (checked.append(item) if isinstance(item, _Checked) else skipped.append(item))
         elif path.exists():
-            checked.append(_check(path, layout, explicit=True))
+            checked.append(_check(path, layout, explicit=True, app_target=app_target))
         else:
             raise EdgeMlpError(f"{path} does not exist; give artifacts (.pte/.tflite/.mlpackage) or their folder")
     if not checked:
@@ -123,8 +126,10 @@ def _collect(sources: list[str], layout: AppLayout) -> tuple[list[_Checked], lis
     return checked, skipped
 
 
-def _check(path: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
-    """The checked artifact, or (found in a folder, of a target the app cannot run) its skip note."""
+def _check(path: Path, layout: AppLayout, explicit: bool, app_target: tuple[int, ...] | None = None) -> _Checked | str:
+    """The checked artifact, or (found in a folder, of a target the app cannot run) its skip note.
+    One the app can run but whose OS version it does not deploy to is refused wherever it was found:
+    the app would fail to load it on its oldest supported devices."""
     artifact, manifest_file = split_artifact_path(path)
     if not explicit:  # skip other targets' artifacts without hashing them
         target = Manifest.read(manifest_file).target.name
@@ -135,6 +140,7 @@ def _check(path: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
     if target not in layout.targets:
         raise EdgeMlpError(f"the {layout.name} app cannot run {target} artifacts ({artifact.name}); it runs "
                            f"{' and '.join(layout.targets)}: convert with --target {layout.targets[0]}")
+    _check_deployment(artifact, manifest, layout, app_target)
     if manifest.is_backbone:
         raise EdgeMlpError(f"{artifact.name} is a backbone (feature maps, no classes); the sample apps classify "
                            "photos: bundle a classifier (convert without --features-only)")
@@ -150,6 +156,24 @@ def _check(path: Path, layout: AppLayout, explicit: bool) -> _Checked | str:
         if not labels.is_file():
             raise EdgeMlpError(f"{labels} (named in {manifest_file.name}) is missing; re-convert")
     return _Checked(artifact, manifest_file, manifest, labels)
+
+
+def _check_deployment(artifact: Path, manifest: Manifest, layout: AppLayout, app_target: tuple[int, ...] | None) -> None:
+    """A Core ML package records the OS its ML program needs (`coverage.minimum_deployment_target`,
+    e.g. "iOS18" for int4 / palettized weights); refuse it if the app deploys to an older one."""
+    needed = manifest.coverage.get("minimum_deployment_target") if isinstance(manifest.coverage, dict) else None
+    if app_target is None or layout.deploys_to is None or not isinstance(needed, str):
+        return
+    version = parse_version(needed, layout.deploys_to)
+    if version is None:
+        raise EdgeMlpError(f"{artifact.name}: its manifest's minimum_deployment_target {needed!r} is not a "
+                           f"{layout.deploys_to} version; re-convert it")
+    if version > app_target:
+        os_name = layout.deploys_to
+        raise EdgeMlpError(
+            f"{artifact.name} needs {os_name} {format_version(version)}+ (minimum_deployment_target {needed}) but the "
+            f"{layout.name} app deploys to {os_name} {format_version(app_target)} ({layout.marker}); convert a "
+            f"precision that runs on {os_name} {format_version(app_target)}, or raise the app's deployment target")
 
 
 def _copy(src: Path, dst: Path) -> None:

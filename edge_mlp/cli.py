@@ -472,14 +472,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name")
     p.add_argument("--target", required=True, choices=[*(c.target for c in targets), "all"])
-    p.add_argument("--precision", choices=list(Precision), help="default: each target's own (see above)")
+    p.add_argument("--precision", choices=list(Precision),
+                   help="default: each target's own (see above); w4 (int4 per-block weights), pal4 / pal6 "
+                        "(4- / 6-bit palettized weights): Core ML, iOS 18+")
     p.add_argument("--weights", help="checkpoint to load, or 'demo' for the shipped Fashion-MNIST "
                    "checkpoint (default: random init, for pipeline checks)")
     p.add_argument("--img-size", type=_image_sizes, metavar="SIZES",
                    help="input size N or HxW (height x width, e.g. 288x384), or a comma-separated list "
                         "(224,288x384,320) for one artifact that takes each: "
                         + "; ".join(f"{c.target}: {c.multi_size}" for c in targets if c.multi_size)
-                        + " (fp32 / fp16 / w8)")
+                        + " (not int8)")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--features-only", action="store_true",
                    help="a backbone for dense prediction: the stages' feature maps (NCHW) instead of logits; "
@@ -494,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the shift is exported (default auto: each target's measured best)")
     p.add_argument("--out", default="out", help="output folder (default: out)")
     p.add_argument("--max-drop", type=_points, metavar="PTS",
-                   help="int8 accuracy budget: keep the most sensitive blocks in float until the top-1 "
-                        "drop on the labelled calibration data is at most PTS points")
+                   help="accuracy budget (int8; Core ML w4 / pal4 / pal6): keep the most sensitive blocks "
+                        "in float (int8) or at 8-bit palettization (w4 / pal4 / pal6) until the top-1 drop on "
+                        "the labelled calibration data is at most PTS points")
     p.add_argument("--force", action="store_true",
                    help="replace an artifact in --out that came from another model config or weights "
                         "(one of the same config is replaced without it)")

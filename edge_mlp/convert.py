@@ -63,7 +63,9 @@ class ConvertJob:
     shift_lowering: ShiftLowering | str | None = None  # None or "auto": each target's preferred
     out_dir: str = "out"
     overrides: dict[str, Any] = field(default_factory=dict)  # further create_model overrides
-    max_drop: float | None = None  # int8: keep the most sensitive blocks in float until the drop fits
+    # int8: keep the most sensitive blocks in float until the drop fits; Core ML w4 / pal4 / pal6:
+    # keep them at 8-bit palettization
+    max_drop: float | None = None
     force: bool = False  # replace an existing artifact even if it came from another model config
     # Benchmark-only: allows shift_lowering="identity" (the shift removed, outputs change) so
     # `edge-mlp bench --shift-ablation` can measure what the shift costs.
@@ -96,7 +98,7 @@ class Step:
 class Plan:
     steps: list[Step]
     config: ModelConfig
-    calib: str | None  # the calibration source int8 steps use (None: no int8 step)
+    calib: str | None  # the calibration source of int8 steps and --max-drop (None: neither)
     weights_sha256: str | None = None
     sizes: tuple[ImageSize, ...] = ()  # every input size of the artifacts; the config's first
 
@@ -143,10 +145,12 @@ def plan(job: ConvertJob) -> Plan:
     sizes = sizes or [config.input_size[1:]]
     _check_sizes(job.model, config, sizes, steps)
     needs_calib = any(s.precision.calibrated for s in steps)
-    calib = (job.calib or default_calibration(job.weights)) if needs_calib else None
+    if job.max_drop is not None and not any(s.precision.budgeted for s in steps):
+        low_bit = ", ".join(p for p in Precision if p.low_bit)
+        raise EdgeMlpError(f"--max-drop applies to int8 conversions (and Core ML {low_bit}); add --precision int8")
+    needs_data = needs_calib or job.max_drop is not None
+    calib = (job.calib or default_calibration(job.weights, needs_calib)) if needs_data else None
     if job.max_drop is not None:
-        if not needs_calib:
-            raise EdgeMlpError("--max-drop applies to int8 conversions; add --precision int8")
         if calib == "synthetic":
             raise EdgeMlpError("--max-drop measures accuracy: use labelled calibration data ('demo' or class subfolders)")
     if calib is not None and calib not in CALIB_BUILTINS and not Path(calib).is_dir():
@@ -188,15 +192,19 @@ def _check_sizes(model: str, config: ModelConfig, sizes: list[ImageSize], steps:
             step.converter.check_sizes(sizes, step.precision)
 
 
-def default_calibration(weights: str | None) -> str:
-    """What int8 calibrates on without --calib. The demo set is Fashion-MNIST clothing: right for
-    the demo checkpoints only. Random init is a pipeline check, which synthetic images serve. Any
-    other checkpoint needs images of its own domain: calibrating an ImageNet model on clothing
-    costs accuracy silently, so that is refused rather than defaulted."""
+def default_calibration(weights: str | None, calibrating: bool = True) -> str:
+    """What int8 calibrates on (and --max-drop measures on) without --calib. The demo set is
+    Fashion-MNIST clothing: right for the demo checkpoints only. Random init is a pipeline check,
+    which synthetic images serve. Any other checkpoint needs images of its own domain: calibrating
+    an ImageNet model on clothing costs accuracy silently, so that is refused rather than defaulted.
+    `calibrating`: False when only --max-drop needs the images (weight-only precisions)."""
     if weights == DEMO_WEIGHTS:
         return "demo"
     if weights is None:
         return "synthetic"
+    if not calibrating:
+        raise EdgeMlpError("--max-drop measures accuracy on labelled images like the ones your weights were "
+                           "trained on: pass --calib DIR (class subfolders)")
     raise EdgeMlpError("int8 needs calibration images like the ones your weights were trained on: pass "
                        "--calib DIR (a folder of them), or --calib synthetic for a pipeline check only")
 
@@ -259,7 +267,8 @@ class _Artifact:
     weights: FileInfo
     labels: list[str] | None
     progress: Progress | None
-    float_modules: tuple[str, ...] = ()  # int8: blocks kept in float (the accuracy budget)
+    # The accuracy budget's blocks: int8 keeps them in float, Core ML w4 / pal4 / pal6 at 8 bits.
+    float_modules: tuple[str, ...] = ()
     sizes: tuple[ImageSize, ...] = ()  # every input size; the config's first
 
 
@@ -298,7 +307,7 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
         item = _Artifact(step, model, config, preprocess, calibration if step.precision.calibrated else None,
                          weights_info, labels, progress, sizes=the_plan.sizes)
         out_dir = Path(job.out_dir)
-        if step.precision.calibrated and job.max_drop is not None and calib is not None:
+        if step.precision.budgeted and job.max_drop is not None and calib is not None:
             results.append(_convert_within_budget(job, item, calib))
         else:
             with staging_dir(out_dir) as work:
@@ -307,40 +316,46 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
 
 
 def _convert_within_budget(job: ConvertJob, item: _Artifact, calib: str) -> ConvertResult:
-    """Convert to int8, measure the drop on labelled held-out data, and keep the block with the
-    worst int8 SQNR in float until the drop fits `job.max_drop`. Only the accepted artifact is
-    published."""
+    """Convert, measure the drop on labelled held-out data, and keep the block with the worst int8
+    SQNR at higher precision (int8: float; Core ML w4 / pal4 / pal6: 8-bit palettization) until
+    the drop fits `job.max_drop`. Only the accepted artifact is published."""
     from .budget import labelled_holdout, reference_top1, sensitivity_ranking, top1
 
-    conv = item.step.converter
+    conv, precision = item.step.converter, item.step.precision
+    if precision.calibrated:
+        kept_as = "float"
+    else:  # only Core ML has the low-bit weight precisions
+        from .converters.coreml import KEPT_SCHEME as kept_as
     x, y, source = labelled_holdout(calib, item.preprocess, item.config.num_classes)
     ref_top1 = reference_top1(item.model, x, y)
-    float_blocks: list[str] = []
+    kept: list[str] = []
     ranking: list[str] | None = None
     out_dir = Path(job.out_dir)
     with staging_dir(out_dir) as work:
         while True:
-            staged = _stage(dataclasses.replace(item, float_modules=tuple(float_blocks)), work)
+            staged = _stage(dataclasses.replace(item, float_modules=tuple(kept)), work)
             art_top1 = top1(conv.predict(staged.artifact, x), y)
             drop = ref_top1 - art_top1
             if drop <= job.max_drop:
                 break
             if ranking is None:
                 ranking = sensitivity_ranking(conv, item.model, x)
-            remaining = [b for b in ranking if b not in float_blocks]
+            remaining = [b for b in ranking if b not in kept]
             if not remaining:
                 raise EdgeMlpError(
-                    f"int8 {conv.target} cannot meet --max-drop {job.max_drop}: the drop is {drop:.2f} pts "
-                    "even with every block in float"
+                    f"{precision} {conv.target} cannot meet --max-drop {job.max_drop}: the drop is {drop:.2f} pts "
+                    f"even with every block in {kept_as}"
                 )
-            float_blocks.append(remaining[0])
+            kept.append(remaining[0])
             remove_artifact(staged.artifact)
         quantization = staged.manifest.quantization
         assert quantization is not None
-        quantization.float_blocks = list(float_blocks)
+        if precision.calibrated:
+            quantization.float_blocks = list(kept)
         quantization.accuracy_budget = {
             "max_drop_pts": job.max_drop, "drop_pts": round(drop, 3), "reference_top1": round(ref_top1, 3),
             "artifact_top1": round(art_top1, 3), "data": source, "images": int(len(y)),
+            "kept_blocks": list(kept), "kept_as": kept_as,
             "ranking": "worst int8 SQNR first (PT2E simulation, edge_mlp.sensitivity)",
         }
         return _publish(staged, work, out_dir, job.force)

@@ -20,10 +20,25 @@ class Precision(StrEnum):
     FP16 = "fp16"
     INT8 = "int8"  # static int8 weights and activations: needs calibration images
     W8 = "w8"  # weight-only int8
+    # Core ML weight compression below 8 bits (iOS 18 opset), fp16 activations: int4 per-block
+    # linear quantization, and 4- / 6-bit k-means palettization with one LUT per channel group.
+    W4 = "w4"
+    PAL4 = "pal4"
+    PAL6 = "pal6"
 
     @property
     def calibrated(self) -> bool:
         return self is Precision.INT8
+
+    @property
+    def low_bit(self) -> bool:
+        """Weights below 8 bits: enough error that `--max-drop` may need to keep blocks at 8 bits."""
+        return self in (Precision.W4, Precision.PAL4, Precision.PAL6)
+
+    @property
+    def budgeted(self) -> bool:
+        """Precisions `convert --max-drop` applies to (an accuracy budget over sensitive blocks)."""
+        return self.calibrated or self.low_bit
 
     @classmethod
     def parse(cls, value: str | Precision) -> Precision:

@@ -24,6 +24,10 @@ COREML = [str(p) for p in converters.get_converter("coreml").precisions]
 # Every target x precision the registry declares. Core ML runs on edge-mlp's MIL interpreter off
 # macOS (tests/test_mil_interpreter.py checks it op by op).
 RUNNABLE = [(c.target, str(p)) for c in converters.all_converters() for p in c.precisions]
+# Core ML's weights below 8 bits are checked against PyTorch running the package's own decompressed
+# weights (tests/test_coreml_compression.py) and for accuracy on real data (tests/test_parity.py):
+# against fp32 weights, 4-bit noise on the random-init test models costs cosine 0.96-0.99 by itself.
+RUNNABLE_8_BITS_UP = [(t, p) for t, p in RUNNABLE if not Precision(p).low_bit]
 
 
 def _reference(manifest: Manifest, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +43,7 @@ def _run(target: str, artifact, x: np.ndarray) -> np.ndarray:
     return converters.get_converter(target).predict(artifact, x)
 
 
-@pytest.mark.parametrize("target,precision", RUNNABLE)
+@pytest.mark.parametrize("target,precision", RUNNABLE_8_BITS_UP)
 @pytest.mark.parametrize("model", list(TEST_MODELS))
 def test_artifact_runs_on_its_runtime_and_matches_pytorch(converted, model: str, target: str, precision: str) -> None:
     result = converted(model, target, precision)
