@@ -55,6 +55,9 @@ _COMPRESSION: dict[Precision, tuple[str, str]] = {  # precision -> (manifest sch
 }
 
 
+BATCH = 32  # images per MIL interpreter call: its per-op Python cost is paid once per batch
+
+
 class _Predictor(HostModel):
     """Wraps `predict(name_in -> array) -> {name: array}` of Core ML or the MIL interpreter, one per
     function of a multifunction (multi-size) package, opened when first needed."""
@@ -64,17 +67,31 @@ class _Predictor(HostModel):
         self.open_function, self.functions = open_function, set(functions)
         self.opened: dict[str, tuple[Callable[[dict], dict], str, list[str]]] = {}
 
-    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        import numpy as np
-
+    def _open(self, x: np.ndarray) -> tuple[Callable[[dict], dict], str, list[str]]:
         function = size_entry(tuple(x.shape[-2:]), "main")
         if function not in self.functions:
             function = "main"
         if function not in self.opened:
             self.opened[function] = self.open_function(function)
-        predict, name_in, names_out = self.opened[function]
+        return self.opened[function]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        import numpy as np
+
+        predict, name_in, names_out = self._open(x)
         out = predict({name_in: np.ascontiguousarray(x, np.float32)})
         return [np.asarray(out[name], dtype=np.float32) for name in names_out]
+
+    def batch_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The MIL interpreter takes BATCH images per call (`MilInterpreter.takes_batches`); Core ML's
+        own predict, one."""
+        import numpy as np
+
+        predict, name_in, names_out = self._open(x)
+        if not getattr(predict, "takes_batches", False):
+            return super().batch_outputs(x)
+        runs = [predict({name_in: np.ascontiguousarray(x[i:i + BATCH], np.float32)}) for i in range(0, len(x), BATCH)]
+        return [np.concatenate([np.asarray(r[name], dtype=np.float32) for r in runs]) for name in names_out]
 
 
 def function_names(artifact: Path) -> list[str]:

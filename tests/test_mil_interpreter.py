@@ -400,3 +400,49 @@ def test_truncated_weights_are_refused(package: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:64])
     with pytest.raises(MilProgramError, match="cannot load the MIL program"):
         MilInterpreter(package)
+
+
+# --- batches: N images in one pass ----------------------------------------------------------------
+
+def _per_image(interpreter: MilInterpreter, x: np.ndarray) -> dict[str, np.ndarray]:
+    (name,) = interpreter.inputs
+    runs = [interpreter({name: x[i:i + 1]}) for i in range(len(x))]
+    return {out: np.concatenate([r[out] for r in runs]) for out in interpreter.output_names}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8", "pal4"])
+@pytest.mark.parametrize("model", ["as_mlp_mobile", "cycle_mlp_mobile", "mixer_mobile"])
+def test_a_batch_gives_each_image_what_it_gives_alone(converted, model: str, precision: str) -> None:
+    """The three families' programs (shift slices, CycleMLP's row-folding reshapes, int8 Q/DQ, LUTs)
+    run N images in one pass, and each image's outputs are bit for bit its own run's."""
+    artifact = converted(model, "coreml", precision).artifact
+    for mode in ("fp16", "fp32"):
+        interpreter = MilInterpreter(artifact, precision=mode)
+        (name,) = interpreter.inputs
+        x = np.random.default_rng(0).standard_normal((5, *interpreter.inputs[name][0][1:])).astype(np.float32)
+        assert interpreter._batched_args is not None, "this program should run batched"
+        batched = interpreter({name: x})
+        for out, alone in _per_image(interpreter, x).items():
+            np.testing.assert_array_equal(batched[out], alone)
+
+
+@pytest.mark.parametrize("body,one_pass", [
+    (lambda mb, x: mb.transpose(x=x, perm=[1, 0, 2]), False),  # moves the batch dim
+    (lambda mb, x: mb.reduce_sum(x=mb.exp(x=x), axes=[0, 2], keep_dims=False), False),  # sums over it
+    (lambda mb, x: mb.softmax(x=x, axis=0), False),
+    (lambda mb, x: mb.mul(x=x, y=np.arange(3, dtype=np.float32).reshape(3, 1, 1)), False),  # broadcasts dim 0
+    (lambda mb, x: mb.add(x=x, y=np.arange(12, dtype=np.float32).reshape(1, 3, 4)), True),
+    (lambda mb, x: mb.reshape(x=mb.exp(x=x), shape=[-1, 2]), True),  # rows: widened to N x 6
+], ids=["transpose-dim0", "reduce-dim0", "softmax-dim0", "mul-broadcast-dim0", "add-const", "reshape-rows"])
+def test_batches_are_exact_or_run_image_by_image(body: Callable[[Any, Any], Any], one_pass: bool,
+                                                 tmp_path: Path) -> None:
+    """Ops that would mix images when given N at once are refused by the batch plan, so such a
+    program runs image by image; either way each image gets its own result."""
+    path = _save(_builder_program((1, 3, 4), body), tmp_path / "batch.mlpackage", "fp32")
+    interpreter = MilInterpreter(path, precision="fp32")
+    assert (interpreter._batched_args is not None) == one_pass
+    (name,) = interpreter.inputs
+    x = np.random.default_rng(1).standard_normal((4, 3, 4)).astype(np.float32)  # 4 images of (1, 3, 4)
+    batched = interpreter({name: x})
+    for out, alone in _per_image(interpreter, x).items():
+        np.testing.assert_array_equal(batched[out], alone)
