@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import EdgeMlpError
+from . import kernels
 from .kernels import KERNELS, Kernel, kernel_for
 
 PRECISIONS = ("fp16", "fp32")
@@ -318,7 +319,7 @@ def _batch_args(step: _Step, constants: dict[str, Any], operands: dict[str, tupl
     def ints(name: str) -> list[int] | None:
         ref = step.args.get(name)
         value = constants.get(ref) if isinstance(ref, str) else None
-        return None if value is None else [int(v) for v in np.atleast_1d(np.asarray(value))]
+        return None if value is None else kernels.ints(value)
 
     op, out = step.op_type, step.outputs[0][2]
     if not out or any(not shape for _, _, shape in step.outputs):
