@@ -139,6 +139,9 @@ class Converter(ABC):
     preferred_lowering: ClassVar[ShiftLowering]
     lowering_reason: ClassVar[str]
     norm_form: ClassVar[NormForm] = NormForm.STOCK  # how norms / means / space-to-depth export
+    # Fold each norm's affine into the 1x1 conv / linear after it (edge_mlp.ops.fold): two
+    # full-tensor ops less per norm where the delegate form spells them out.
+    folds_norm_affines: ClassVar[bool] = False
     runtime_packages: ClassVar[tuple[str, ...]]
     host_runtime_package: ClassVar[str]  # what `load` runs artifacts on here, named in reports
     load_options: ClassVar[tuple[str, ...]] = ()  # keyword options `load` understands

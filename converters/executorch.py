@@ -88,6 +88,7 @@ class ExecuTorchConverter(Converter):
     lowering_reason = "conv: the delegate runs each shift as one depthwise conv"
     # Norms, means and space-to-depth in forms XNNPACK takes whole (edge_mlp.ops.export_forms).
     norm_form = NormForm.XNNPACK
+    folds_norm_affines = True
     runtime_packages = ("executorch", "torch", "torchao")
     host_runtime_package = "executorch"
     bench_backend = "executorch-xnnpack"

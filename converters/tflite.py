@@ -251,6 +251,7 @@ class TFLiteConverter(Converter):
     preferred_lowering = ShiftLowering.CONV
     lowering_reason = "conv: the delegate runs each shift as one depthwise conv, channels-last like its neighbours"
     norm_form = NormForm.CHANNELS_LAST
+    folds_norm_affines = True
     runtime_packages = ("litert-torch", "ai-edge-litert", "torch")
     host_runtime_package = "ai-edge-litert"
     bench_backend = "litert-xnnpack"

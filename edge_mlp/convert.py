@@ -31,6 +31,7 @@ from .manifest import (FeatureMap, FileInfo, InputSize, Manifest, ModelInfo, Out
                        TargetInfo, manifest_path)
 from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
 from .models._registry import ImageSize, check_image_size
+from .ops.fold import fold_norm_affines
 from .options import AUTO, NO_SHIFT, ExportForms, Precision, ShiftLowering, parse_lowering, using_forms
 from .preprocess import Preprocessing
 from .shift_choice import Choice, measured_choice
@@ -270,6 +271,7 @@ class _Artifact:
     # The accuracy budget's blocks: int8 keeps them in float, Core ML w4 / pal4 / pal6 at 8 bits.
     float_modules: tuple[str, ...] = ()
     sizes: tuple[ImageSize, ...] = ()  # every input size; the config's first
+    folded_norms: tuple[str, ...] = ()  # norms whose affine `model` has folded into the next layer
 
 
 def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | None = None) -> list[ConvertResult]:
@@ -300,12 +302,17 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
     calibration: CalibrationSet | None = None
     results = []
     calib = the_plan.calib
+    folded: tuple[nn.Module, list[str]] | None = None
     for step in the_plan.steps:
         if step.precision.calibrated and calibration is None:
             assert calib is not None  # plan() resolves it for every calibrated step
             calibration = load_calibration(calib, preprocess, job.calib_size)
-        item = _Artifact(step, model, config, preprocess, calibration if step.precision.calibrated else None,
-                         weights_info, labels, progress, sizes=the_plan.sizes)
+        step_model, folded_norms = model, []
+        if step.converter.folds_norm_affines:
+            folded = folded or fold_norm_affines(model)
+            step_model, folded_norms = folded
+        item = _Artifact(step, step_model, config, preprocess, calibration if step.precision.calibrated else None,
+                         weights_info, labels, progress, sizes=the_plan.sizes, folded_norms=tuple(folded_norms))
         out_dir = Path(job.out_dir)
         if step.precision.budgeted and job.max_drop is not None and calib is not None:
             results.append(_convert_within_budget(job, item, calib))
@@ -433,6 +440,9 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
     notes = list(output.notes)
     if item.weights.file is None:
         notes.append("weights: random init (seed 0); for pipeline checks, not predictions")
+    if item.folded_norms:
+        notes.append(f"export: the affines of {len(item.folded_norms)} norms folded into the 1x1 conv / linear "
+                     "after each (edge_mlp.ops.fold)")
     dropped = getattr(item.model, "dropped_weights", [])
     if dropped:
         notes.append(f"weights: the backbone does not use the checkpoint's classifier keys ({', '.join(dropped)})")

@@ -58,6 +58,8 @@ class Shift(nn.Module):
 
 
 class AxialShift(nn.Module):
+    NORM_CONSUMERS = {"norm2": "conv3"}  # edge_mlp.ops.fold: norm1 feeds a GELU, not foldable
+
     def __init__(self, dim: int, shift_size: int, as_bias: bool = True) -> None:
         super().__init__()
         self.dim = dim
@@ -80,6 +82,8 @@ class AxialShift(nn.Module):
 
 
 class AxialShiftedBlock(nn.Module):
+    NORM_CONSUMERS = {"norm1": "axial_shift.conv1", "norm2": "mlp.fc1"}  # edge_mlp.ops.fold
+
     def __init__(
         self,
         dim: int,
@@ -103,6 +107,8 @@ class AxialShiftedBlock(nn.Module):
 
 class PatchMerging(nn.Module):
     """2x2 space-to-depth, norm, 1x1 reduction to 2C channels."""
+
+    NORM_CONSUMERS = {"norm": "reduction"}  # edge_mlp.ops.fold (the folded reduction gains a bias)
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -165,6 +171,8 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
     (NCHW, before each PatchMerging, as the official detection backbone takes them; no final norm
     or head, so a classifier checkpoint loads without those keys). Inputs of any size divisible by
     patch_size * 2**(stages-1) work."""
+
+    NORM_CONSUMERS = {"norm": "head"}  # edge_mlp.ops.fold: the average pool between is per channel
 
     def __init__(
         self,

@@ -65,6 +65,9 @@ def _branch(a: torch.Tensor, i: int) -> torch.Tensor:
 
 
 class CycleBlock(nn.Module):
+    # edge_mlp.ops.fold. Not norm1: its CycleFCs zero-fill shifted-in borders, where beta is not 0.
+    NORM_CONSUMERS = {"norm2": "mlp.fc1"}
+
     def __init__(
         self, dim: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
         skip_lam: float = 1.0,
@@ -107,6 +110,8 @@ class CycleNet(nn.Module):
     """CycleMLP classifier (the official `CycleNet`), or with `features_only` a backbone returning
     the chosen stages' maps (NCHW, raw stage outputs as the official `fork_feat` detection model
     takes them; no final norm or head, so a classifier checkpoint loads without those keys)."""
+
+    NORM_CONSUMERS = {"norm": "head"}  # edge_mlp.ops.fold: the spatial mean between is per channel
 
     def __init__(
         self,

@@ -37,6 +37,9 @@ class Mlp(nn.Module):
 
 
 class MixerBlock(nn.Module):
+    # edge_mlp.ops.fold. Not norm1: the token MLP mixes tokens, not the normed channels.
+    NORM_CONSUMERS = {"norm2": "mlp_channels.fc1"}
+
     def __init__(
         self, dim: int, seq_len: int, mlp_ratio: tuple[float, float] = (0.5, 4.0),
         drop: float = 0.0, drop_path: float = 0.0,
@@ -78,6 +81,8 @@ class PatchEmbed(nn.Module):
 
 
 class MlpMixer(nn.Module):
+    NORM_CONSUMERS = {"norm": "head"}  # edge_mlp.ops.fold: the token mean between is per channel
+
     def __init__(
         self,
         num_classes: int = 1000,

@@ -90,9 +90,9 @@ class GroupNorm1(nn.GroupNorm):
 
         centered = x - mean_chw(x)
         y = centered * torch.rsqrt(mean_chw(centered * centered) + self.eps)
-        if self.affine:
-            y = y * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
-        return y
+        if self.weight is not None:  # None once folded into the next layer (edge_mlp.ops.fold)
+            y = y * self.weight.reshape(1, c, 1, 1)
+        return y + self.bias.reshape(1, c, 1, 1) if self.bias is not None else y
 
 
 def space_to_depth_kernels(channels: int) -> torch.Tensor:
