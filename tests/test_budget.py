@@ -13,6 +13,7 @@ import edge_mlp
 from edge_mlp.converters.pt2e import quantize_pt2e
 from edge_mlp.cli import main
 from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.errors import EdgeMlpError
 from edge_mlp.manifest import Manifest
 
 SMALL = ["--img-size", "32", "--num-classes", "10"]
@@ -69,13 +70,16 @@ def test_reachable_budget_records_the_measurement(tmp_path: Path) -> None:
                                                                  result.manifest_path.name])
 
 
-def test_unreachable_budget_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_budget_fails_cleanly(tmp_path: Path) -> None:
+    """Every block kept in float one by one, then one line and nothing written (one Mixer block:
+    the loop is the same for any depth; the CLI turns the error into one line and exit 2)."""
     out = tmp_path / "out"
-    assert main(["convert", "mixer_mobile", "--target", "onnx", "--precision", "int8", *SMALL, "--calib", "demo",
-                 "--max-drop", "-100", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "cannot meet --max-drop -100.0" in err and "\n" not in err
-    assert list(out.iterdir()) == []
+    with pytest.raises(EdgeMlpError) as failure:
+        convert(ConvertJob(model="mixer_mobile", target="onnx", precision="int8", img_size=32, num_classes=10,
+                           overrides={"num_blocks": 1}, calib="demo", max_drop=-100.0, out_dir=str(out)))
+    assert "cannot meet --max-drop -100.0" in str(failure.value) and "\n" not in str(failure.value)
+    assert "every block in float" in str(failure.value)
+    assert [p.name for p in out.iterdir() if p.name != ".edge-mlp.lock"] == []  # no staging folder left
 
 
 @pytest.mark.parametrize("argv,match", [
