@@ -196,10 +196,13 @@ def test_check_arm64_refuses_bad_requests_in_one_line_before_any_run(converted, 
 
 
 def test_second_prepare_is_a_fast_no_op(arm_root) -> None:
-    start = time.monotonic()
-    again = prepare_root()
+    # No wall-time bound: prepare takes the cache's lock exclusively, so here it first waits for
+    # another worker's emulated runs (shared holders) to end. Doing nothing is what is checked:
+    # no layer built, no build step logged, the same stamps.
+    lines: list[str] = []
+    again = prepare_root(log=lines.append)
     assert again.built == () and again.path == arm_root.path and again.stamp == arm_root.stamp
-    assert time.monotonic() - start < 5
+    assert lines == []
     assert arm_root.versions["executorch"] == "1.5.1" and "ai-edge-litert" in arm_root.versions
 
 

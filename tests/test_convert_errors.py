@@ -184,6 +184,9 @@ def test_a_swallowed_interrupt_is_raised_again_before_publishing(tmp_path: Path)
 
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
+        # As from a terminal: a run started in the background inherits SIGINT ignored, which
+        # install() keeps (a shell's background job), and the signal below would never arrive.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         interrupts.install()
         try:
             os.kill(os.getpid(), signal.SIGINT)
