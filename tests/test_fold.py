@@ -63,7 +63,8 @@ def test_folded_norms_export_the_same_outputs_with_two_ops_less_each(name: str, 
                                if n.op == "call_function" and n.target.__name__ == "layer_norm.default"
                                and n.args[2:4] == (None, None))
     for op in ("mul.Tensor", "add.Tensor"):
-        assert before.count(op) - after.count(op) + stock_without_affine == len(names), (op, before.count(op), after.count(op))
+        removed = before.count(op) - after.count(op)
+        assert removed + stock_without_affine == len(names), (op, removed, stock_without_affine)
 
 
 def test_a_backbone_folds_only_inside_its_blocks() -> None:

@@ -58,7 +58,8 @@ def _fold_pair(norm: nn.Module, consumer: nn.Module) -> bool:
     gamma, beta = affine
     weight = consumer.weight.detach().double()
     matrix = weight.reshape(weight.shape[0], channels)
-    bias = consumer.bias.detach().double() if consumer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    rows = weight.shape[0]
+    bias = consumer.bias.detach().double() if consumer.bias is not None else torch.zeros(rows, dtype=torch.float64)
     dtype = consumer.weight.dtype
     consumer.weight = nn.Parameter((matrix * gamma).reshape(weight.shape).to(dtype), requires_grad=False)
     consumer.bias = nn.Parameter((bias + matrix @ beta).to(dtype), requires_grad=False)
