@@ -150,7 +150,10 @@ class _Session:
 def profile_runs(path: Path, data: np.ndarray, threads: int, runs: int) -> tuple[list[list[tuple[str, float]]], list[float]]:
     """(per run: (op, ms) events; per run: whole-inference ms). `data`: the input tensor as the
     model takes it (int8 models: quantized)."""
-    session = _Session(_library(), path, threads)
+    from edge_mlp.quiet import native_stderr
+
+    with native_stderr():  # the C API logs its set-up and accelerator probing at INFO level
+        session = _Session(_library(), path, threads)
     session.write_input(data)
     run = session.runner()
     run()  # warm-up, not recorded

@@ -50,6 +50,10 @@ _NATIVE_NOISE = re.compile("|".join((
     r"I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on",  # TensorFlow import (litert)
     r"I\d{4} [\d:. ]+\d+ flatbuffer_export\.cc:\d+\] Estimated count of arithmetic ops",  # litert convert
     r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.",  # LiteRT interpreter
+    # LiteRT's C API (the `bench --profile` session): INFO-level set-up steps, and its probing for
+    # NPU / GPU accelerator libraries that a CPU-only run never asks for
+    r"INFO: \[\w+\.cc:\d+\] ",
+    r"WARNING: \[(npu|gpu)_registry\.cc:\d+\] (NPU|GPU) accelerator could not be loaded and registered",
     r"\[cpuinfo_utils\.cpp:\d+\] ",  # ExecuTorch's threadpool probing /sys for ARM core types on x86
     # The TFLite converter's INFO-level diagnostics of int8 graphs ("Missing quantization
     # parameters", "quantizer's output has another quantizer"): ops that stay float, which the
