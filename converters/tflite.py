@@ -265,13 +265,13 @@ class TFLiteConverter(Converter):
     def pt2e_recipe(self, float_modules: Sequence[str] = ()) -> tuple[Any, Callable | None, str]:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
-        from .pt2e import chain, mark_float, shift_convs_share_qparams
+        from .pt2e import chain, mark_float, shift_convs_share_qparams, tensor_adds_int8
 
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         # litert's set_module_name does not match torch 2.13's module-stack keys: mark float nodes
         # as annotated up front instead, which its annotators skip.
         rewrite = chain(mark_float(float_modules) if float_modules else None, _fixed_softmax_qparams(quantizer),
-                        shift_convs_share_qparams(quantizer))
+                        shift_convs_share_qparams(quantizer), tensor_adds_int8(quantizer))
         return quantizer, rewrite, "litert-torch PT2EQuantizer (as converted)"
 
     def convert(self, request: ConversionRequest) -> ConversionOutput:

@@ -33,7 +33,9 @@ def test_tflite_fp32_runs_every_op_in_one_delegate_partition(converted, model: s
 TFLITE_TRANSPOSES = {"as_mlp_mobile": 1, "cycle_mlp_mobile": 1, "mixer_mobile": 7}
 # int8: ops outside the delegate, measured for the test-size models. LiteRT fuses a float GELU
 # (softmax) between int8 neighbours into an int8 one, which XNNPACK does not run (README "Latency").
-TFLITE_INT8_OUTSIDE = {"as_mlp_mobile": 4, "cycle_mlp_mobile": 6, "mixer_mobile": 4}
+# AS-MLP's 4 per block since its branch sums are int8 too (converters.pt2e.tensor_adds_int8: the
+# graph is faster so, although two more GELUs per block leave the delegate).
+TFLITE_INT8_OUTSIDE = {"as_mlp_mobile": 8, "cycle_mlp_mobile": 6, "mixer_mobile": 4}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
