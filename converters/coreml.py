@@ -277,39 +277,36 @@ def compress_weights(mlmodel: Any, precision: Precision, kept: Sequence[str] = (
     """`mlmodel`'s weights compressed as `precision` says, the consts named in `kept` with 8-bit
     LUTs instead (the accuracy budget's blocks), and {weight: its fallback} (below).
 
-    Linear quantization cannot express a LUT, so for w4 the kept consts are skipped by the first pass
-    and palettized by a second. coremltools leaves a weight fp16 when the block / group size does not
-    divide its channels; for w4 / pal4 / pal6 a last pass compresses such linear and conv weights
-    with the nearest granularity that fits (`_fallback`): a 1000-class head (1000 outputs, not a
-    multiple of 16) would otherwise stay fp16, 1 MB of as_mlp_mobile's 4.2 MB pal4 package at 224."""
+    coremltools skips a weight when the block / group size does not divide its channels; for w4 /
+    pal4 / pal6 such linear and conv weights get the nearest granularity that fits (`_fallback`): a
+    1000-class head (1000 outputs, not a multiple of 16) would otherwise stay fp16, 1 MB of
+    as_mlp_mobile's 4.2 MB pal4 package at 224. Their configs are known from the shapes, so they go
+    into the same pass: each coremltools pass reloads and re-validates the whole program (a second
+    one cost ~25 % of a pal4 conversion). Linear quantization cannot express a LUT, so w4 with kept
+    blocks takes a second, palettizing pass for those.
+    """
     from coremltools.optimize.coreml import OptimizationConfig, linear_quantize_weights, palettize_weights
 
-    keep = {name: _lut_config(KEPT_NBITS, "uniform") for name in kept}
+    linear, luts, described = _fallback(mlmodel, precision, set(kept)) if precision in IOS18_PRECISIONS else ({}, {}, {})
+    keep = {name: luts.pop(name, None) or _lut_config(KEPT_NBITS, "uniform") for name in kept}
     with _skips_unlogged():
         if precision in (Precision.W8, Precision.W4):
             mlmodel = linear_quantize_weights(mlmodel, config=OptimizationConfig(
-                global_config=_op_config(precision), op_name_configs={name: None for name in kept}))
-            if kept:
+                global_config=_op_config(precision), op_name_configs={**linear, **{name: None for name in kept}}))
+            if keep:
                 mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(op_name_configs=keep))
         else:
             mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(global_config=_op_config(precision),
-                                                                            op_name_configs=keep))
-        if precision not in IOS18_PRECISIONS:
-            return mlmodel, {}
-        linear, luts, described = _fallback(mlmodel, precision, set(kept))
-        if linear:
-            mlmodel = linear_quantize_weights(mlmodel, config=OptimizationConfig(op_name_configs=linear))
-        if luts:
-            mlmodel = palettize_weights(mlmodel, config=OptimizationConfig(op_name_configs=luts))
+                                                                            op_name_configs={**luts, **keep}))
     return mlmodel, described
 
 
 def _fallback(mlmodel: Any, precision: Precision, kept: set[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """Configs for the linear / conv weights left fp16 because INT4_BLOCK does not divide their
-    inputs (w4) or LUT_GROUP their outputs (pal4 / pal6, and kept weights' 8-bit LUTs): the same
-    scheme with the largest block / group below that size that divides them (48 inputs -> int4
-    blocks of 24; 1000 outputs -> 100 LUTs of 10 channels; 3 inputs -> one scale per output
-    channel). Returns (linear quantizer configs, palettizer configs, {weight: what it got})."""
+    """Configs for the linear / conv weights that coremltools would leave fp16 because INT4_BLOCK
+    does not divide their inputs (w4) or LUT_GROUP their outputs (pal4 / pal6, and kept weights'
+    8-bit LUTs): the same scheme with the largest block / group below that size that divides them
+    (48 inputs -> int4 blocks of 24; 1000 outputs -> 100 LUTs of 10 channels; 3 inputs -> one scale
+    per output channel). Returns (linear quantizer configs, palettizer configs, {weight: what it got})."""
     from coremltools.optimize.coreml import OpLinearQuantizerConfig
 
     linear: dict[str, Any] = {}
@@ -322,7 +319,7 @@ def _fallback(mlmodel: Any, precision: Precision, kept: set[str]) -> tuple[dict[
             continue
         outputs, inputs = int(var.shape[0]), int(var.shape[1])
         if name in kept or precision is not Precision.W4:
-            if name not in kept and outputs % LUT_GROUP == 0:
+            if outputs % LUT_GROUP == 0:
                 continue
             group = _largest_divisor(outputs, LUT_GROUP)
             nbits, mode = (KEPT_NBITS, "uniform") if name in kept else (_op_config(precision).nbits, "kmeans")
