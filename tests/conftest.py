@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-def _run_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+def run_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A folder of this test run that all xdist workers share."""
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
@@ -49,7 +49,7 @@ def conversion_cache(tmp_path_factory: pytest.TempPathFactory, name: str) -> Cal
     from edge_mlp.convert import ConvertResult, convert
     from edge_mlp.manifest import MANIFEST_SUFFIX, Manifest, split_artifact_path
 
-    root = _run_folder(tmp_path_factory, name)
+    root = run_folder(tmp_path_factory, name)
     cache: dict[tuple, Any] = {}
 
     def get(key: tuple, make_job: Callable[[str], Any]) -> Any:

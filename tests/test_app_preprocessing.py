@@ -85,14 +85,23 @@ def _harness_input(vectors: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def harness_jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compiled once per run (kotlinc takes ~12 s), by whichever xdist worker asks first."""
+    from filelock import FileLock
+
+    from .conftest import run_folder
+
     if shutil.which("kotlinc") is None:
         pytest.skip("kotlinc not installed (make test installs Debian's kotlin when run as root)")
-    jar = tmp_path_factory.mktemp("kotlin") / "harness.jar"
-    build = subprocess.run(["kotlinc", *map(str, KOTLIN_CORE), str(HARNESS), "-include-runtime", "-d", str(jar)],
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr
+    jar = run_folder(tmp_path_factory, "kotlin") / "harness.jar"
+    with FileLock(f"{jar}.lock"):
+        if not jar.exists():
+            staged = jar.with_suffix(".staged.jar")
+            build = subprocess.run(["kotlinc", *map(str, KOTLIN_CORE), str(HARNESS), "-include-runtime", "-d",
+                                    str(staged)], capture_output=True, text=True, timeout=300)
+            assert build.returncode == 0, build.stderr
+            staged.rename(jar)
     return jar
 
 

@@ -68,8 +68,15 @@ def parity(demo_artifact):
     return get
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("model", list(DEMO_MODELS))
+# fp32 on real data: every model x target, except the shift models on ExecuTorch, whose lowering
+# (40-70 s each on CI's cores) is the suite's most expensive step. Their fp32 exactness is checked
+# on the small test models by tests/test_convert.py (max |diff| <= 1e-4 x logit range, same
+# top-1) and on the full 10k test set by the README's parity table (benchmarks/parity_table.py).
+FP32_CASES = [(model, target) for model in DEMO_MODELS for target in TARGETS
+              if not (target == "executorch" and model != "mixer_mobile")]
+
+
+@pytest.mark.parametrize("model,target", FP32_CASES)
 def test_fp32_artifacts_agree_exactly(parity, model: str, target: str) -> None:
     report = parity(model, target, "fp32")
     assert report.images == (_images(target, "fp32") or 2000)
