@@ -178,11 +178,13 @@ class ExecuTorchConverter(Converter):
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
 
+        from edge_mlp.quiet import native_stderr
         from edge_mlp.timing import OpProfile
 
-        portable_lib._unsafe_reset_threadpool(threads)
-        program = Runtime.get().load_program(str(artifact), enable_etdump=True, debug_buffer_size=0)
-        method = program.load_method("forward")
+        with native_stderr():  # the threadpool logs its reset to fd 2
+            portable_lib._unsafe_reset_threadpool(threads)
+            program = Runtime.get().load_program(str(artifact), enable_etdump=True, debug_buffer_size=0)
+            method = program.load_method("forward")
         inputs = [torch.from_numpy(x)]
         method.execute(inputs)  # warm-up: recorded too, dropped below
         for _ in range(runs):

@@ -55,6 +55,7 @@ _NATIVE_NOISE = re.compile("|".join((
     r"INFO: \[\w+\.cc:\d+\] ",
     r"WARNING: \[(npu|gpu)_registry\.cc:\d+\] (NPU|GPU) accelerator could not be loaded and registered",
     r"\[cpuinfo_utils\.cpp:\d+\] ",  # ExecuTorch's threadpool probing /sys for ARM core types on x86
+    r"\[threadpool\.cpp:\d+\] Resetting threadpool to \d+ threads",  # ExecuTorch, on `bench --threads`
     # The TFLite converter's INFO-level diagnostics of int8 graphs ("Missing quantization
     # parameters", "quantizer's output has another quantizer"): ops that stay float, which the
     # manifest's coverage lists and parity measures. A diagnostic spans two lines (text, blank).

@@ -93,17 +93,19 @@ def test_profile_lists_each_artifacts_ops_from_its_runtime(report) -> None:
             assert sum(op["ms"] for op in ops) <= 1.05 * profile["total_ms"] + 0.05
 
 
-def test_litert_profile_prints_nothing_of_the_runtimes_own(converted, capfd: pytest.CaptureFixture[str]) -> None:
-    """LiteRT's C API logs its set-up and its search for NPU / GPU libraries on stderr: silenced."""
+@pytest.mark.parametrize("target", ["executorch", "tflite"])
+def test_profile_prints_nothing_of_the_runtimes_own(converted, capfd: pytest.CaptureFixture[str], target: str) -> None:
+    """LiteRT's C API logs its set-up and its search for NPU / GPU libraries on stderr, ExecuTorch
+    each threadpool reset: silenced (the bench prints its own lines only)."""
     import numpy as np
 
     from edge_mlp.converters import get_converter
 
-    artifact = converted("as_mlp_mobile", "tflite", "int8").artifact
+    artifact = converted("as_mlp_mobile", target, "int8").artifact
     capfd.readouterr()
     x = np.zeros((1, 3, 64, 64), np.float32)
-    profile = get_converter("tflite").profile(artifact, x, threads=1, runs=1)
-    assert profile.ops
+    for threads in (2, 1):  # a change of thread count is what ExecuTorch logs
+        assert get_converter(target).profile(artifact, x, threads=threads, runs=1).ops
     out, err = capfd.readouterr()
     assert out == "" and err == "", err
 
