@@ -281,9 +281,9 @@ def compress_weights(mlmodel: Any, precision: Precision, kept: Sequence[str] = (
     pal4 / pal6 such linear and conv weights get the nearest granularity that fits (`_fallback`): a
     1000-class head (1000 outputs, not a multiple of 16) would otherwise stay fp16, 1 MB of
     as_mlp_mobile's 4.2 MB pal4 package at 224. Their configs are known from the shapes, so they go
-    into the same pass: each coremltools pass reloads and re-validates the whole program (a second
-    one cost ~25 % of a pal4 conversion). Linear quantization cannot express a LUT, so w4 with kept
-    blocks takes a second, palettizing pass for those.
+    into the same pass: each coremltools pass reloads and re-validates the whole program. Linear
+    quantization cannot express a LUT, so w4 with kept blocks takes a second, palettizing pass for
+    those.
     """
     from coremltools.optimize.coreml import OptimizationConfig, linear_quantize_weights, palettize_weights
 
