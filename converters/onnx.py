@@ -1,13 +1,20 @@
-"""ONNX `.onnx` (fp32 via the TorchScript exporter, opset 17; int8 via ONNX Runtime static QDQ).
+"""ONNX `.onnx` (fp32 via the TorchScript exporter, opset 20; int8 via ONNX Runtime static QDQ).
 
-Why fp32 is the default here, measured (as_mlp_mobile at 224, 2 threads, ONNX Runtime CPU on x86):
-fp32 30.0 ms; int8 with int8 activations (S8S8) 68.0 ms, because ORT fuses no S8S8 QDQ Conv on x86
-and runs each conv in float between 1,050 DequantizeLinear nodes; with uint8 activations (U8S8) its
-QLinearConv takes the convs (8.6 ms vs 16.8 in fp32) but needs an NHWC Transpose pair around each
-one (128) plus Quantize/Dequantize at every float op, 33.0 ms with only the convs and matmuls
-quantized (35.4 ms with the elementwise ops too, whose QLinearAdd / QLinearMul are slower than the
-float ones). ORT's profiler (`edge-mlp bench --profile`) shows it. int8 stays available: 3.3x
-smaller, and the scheme ORT runs fastest on x86 and arm64 alike (U8S8).
+What makes ONNX Runtime's int8 pay on x86 (as_mlp_mobile at 224, 2 threads; `edge-mlp bench
+--profile` shows each cost):
+- opset 20, so GELU exports as one `Gelu` node. At opset 17 it was Div/Erf/Add/Mul/Mul, which ORT
+  fuses back into its Gelu kernel in fp32 but not between the QDQ nodes of an int8 graph (36 of 48
+  GELUs stayed five ops).
+- uint8 activations (U8S8): ORT fuses S8S8 QDQ convs into nothing on x86 and runs each in float
+  between DequantizeLinear nodes (68 ms against 30 ms in fp32); U8S8 becomes QLinearConv.
+- only Conv / MatMul / Gemm run in int8: ORT's QLinearAdd / QLinearMul are slower than its float
+  ones, and GELU and the norms have no int8 kernel.
+- each GroupNorm(1, C) normalized channels-last in int8 graphs (`_group_norms_channels_last`). ORT
+  runs QLinearConv channels-last and wraps it in NCHW<->NHWC Transposes that its layout optimizer
+  cancels through elementwise ops but not through the norm's Reshape: 116 Transposes stayed in
+  as_mlp_mobile. Normalizing over all of C, H, W does not depend on the layout, so the norm can
+  take the NHWC tensor; then 2 are left.
+- the norms' affines folded into the next 1x1 conv (`folds_norm_affines`), as on the delegates.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from .base import ConversionOutput, ConversionRequest, Converter, HostModel, flo
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnx
 
     from edge_mlp.timing import OpProfile
 
-OPSET = 17
+OPSET = 20  # the first with a Gelu op: one node instead of five (see the docstring)
 # ORT's QLinear elementwise kernels are slower than its float ones: only these run in int8.
 _QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -71,12 +79,67 @@ def _onnx_scopes(module: str) -> set[str]:
     return {f"/{'/'.join(merged)}/", f"/{module}/"}
 
 
+def _group_norms_channels_last(model: onnx.ModelProto) -> int:
+    """Rewrite each GroupNorm(1, C) the exporter spelled `Reshape(x, [N, 1, -1])` ->
+    InstanceNormalization -> `Reshape(_, Shape(x))` to take x channels-last (a Transpose before, one
+    after). The norm spans all of C, H, W, so the result is the same up to the order of the float
+    sums; what changes is that ORT's layout optimizer now meets a Transpose pair it can cancel
+    against the NHWC ones it puts around each QLinearConv. Returns how many norms it rewrote."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    before: dict[int, str] = {}  # id(node) -> the NHWC tensor it reads instead of x
+    after: set[int] = set()
+    for norm in graph.node:
+        if norm.op_type != "InstanceNormalization":
+            continue
+        flatten = producer.get(norm.input[0])
+        users = consumers.get(norm.output[0], [])
+        if flatten is None or flatten.op_type != "Reshape" or len(users) != 1 or users[0].op_type != "Reshape":
+            continue
+        target = constants.get(flatten.input[1])
+        shape = producer.get(users[0].input[1])
+        x = flatten.input[0]
+        if (target is None or target.shape != (3,) or list(target[1:]) != [1, -1] or shape is None
+                or shape.op_type != "Shape" or shape.input[0] != x or len(shape.attribute) != 0):
+            continue
+        if f"{x}_nhwc" in before.values():  # x feeds two norms: leave the second as it is
+            continue
+        before[id(flatten)] = before[id(shape)] = f"{x}_nhwc"
+        after.add(id(users[0]))
+    nodes = []
+    for node in graph.node:
+        if id(node) in before:
+            x, nhwc = node.input[0], before[id(node)]
+            if node.op_type == "Reshape":
+                nodes.append(helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"{node.name}_nhwc"))
+            node.input[0] = nhwc
+        nodes.append(node)
+        if id(node) in after:
+            out = node.output[0]
+            node.output[0] = f"{out}_nhwc"
+            nodes.append(helper.make_node("Transpose", [node.output[0]], [out], perm=[0, 3, 1, 2],
+                                          name=f"{node.name}_nchw"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(after)
+
+
 @register
 class OnnxConverter(Converter):
     target = "onnx"
     suffix = ".onnx"
     precisions = (Precision.FP32, Precision.INT8)
-    default_precision = Precision.FP32  # ORT's int8 is slower than its fp32 on CPU: see the docstring
+    default_precision = Precision.INT8  # faster than fp32 in ORT on CPU for all three families (README Latency)
+    folds_norm_affines = True
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: exports to Pad/Slice/Concat directly; roll becomes extra Slice/Concat pairs"
     runtime_packages = ("onnx", "onnxruntime", "torch")
@@ -130,6 +193,9 @@ class OnnxConverter(Converter):
 
             prepared = request.work_dir / "prepared.onnx"
             with request.stage("quantize"):
+                graph_in = onnx.load(str(fp32_path))
+                if _group_norms_channels_last(graph_in):
+                    onnx.save(graph_in, str(fp32_path))
                 quant_pre_process(str(fp32_path), str(prepared))
             scopes = [scope for name in request.float_modules for scope in _onnx_scopes(name)]
             excluded = [n.name for n in onnx.load(str(prepared)).graph.node if any(s in n.name for s in scopes)]

@@ -209,5 +209,5 @@ def test_default_precisions_per_target() -> None:
 
     steps = plan(ConvertJob(model="as_mlp_mobile", target="all")).steps
     assert {s.converter.target: s.precision for s in steps} == {
-        "executorch": "int8", "tflite": "int8", "onnx": "fp32", "coreml": "fp16"}
+        "executorch": "int8", "tflite": "int8", "onnx": "int8", "coreml": "fp16"}
     assert [s.precision for s in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4

@@ -2,11 +2,15 @@
 
 ExecuTorch: every compute op inside one XNNPACK partition, fp32 and int8. LiteRT: every fp32 op
 in one partition and no TRANSPOSE inside the graph; int8 ops left outside are a measured ceiling
-that a regression would exceed (README "Latency" says what remains and why).
+that a regression would exceed (README "Latency" says what remains and why). ONNX Runtime: its
+optimized int8 graph keeps no layout Transposes around the QLinearConvs (converters/onnx.py).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 MODELS = ["as_mlp_mobile", "cycle_mlp_mobile", "mixer_mobile"]
@@ -47,3 +51,51 @@ def test_tflite_transposes_and_int8_delegation(converted, model: str, precision:
         outside = coverage["ops_total"] - coverage["ops_delegated"]
         assert outside <= TFLITE_INT8_OUTSIDE[model], coverage["non_delegated_ops"]
         assert set(coverage["non_delegated_ops"]) <= {"GELU", "SOFTMAX"}, coverage["non_delegated_ops"]
+
+
+def _ort_optimized_ops(artifact: Path, out: Path) -> list[str]:
+    """The op types of the graph ONNX Runtime actually runs (its CPU optimizations applied)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(out)
+    options.log_severity_level = 3  # its note that the dump holds CPU-specific (NCHWc) kernels
+    ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(out)).graph.node]
+
+
+def test_onnx_int8_as_mlp_runs_channels_last_without_transposes(converted, tmp_path: Path) -> None:
+    """ORT runs QLinearConv channels-last; with the GroupNorms taking NHWC its layout optimizer
+    cancels every Transpose pair around them (116 remained in as_mlp_mobile at 224 before), and
+    GELU is one op (opset 20), not Div/Erf/Add/Mul/Mul between dequantize and quantize."""
+    ops = _ort_optimized_ops(converted("as_mlp_mobile", "onnx", "int8").artifact, tmp_path / "optimized.onnx")
+    assert ops.count("QLinearConv") >= 10
+    assert ops.count("Transpose") <= 2, ops.count("Transpose")
+    assert "Erf" not in ops and ops.count("Gelu") >= 4
+
+
+def test_onnx_group_norm_rewrite_is_exact_up_to_rounding(converted) -> None:
+    """The NHWC GroupNorm rewrite the int8 path applies, on the fp32 graph: same outputs up to the
+    order of the float sums, on the real runtime."""
+    import onnx
+    import onnxruntime as ort
+
+    from edge_mlp.converters.onnx import _group_norms_channels_last
+
+    artifact = converted("as_mlp_mobile", "onnx", "fp32").artifact
+    model = onnx.load(str(artifact))
+    norms = sum(n.op_type == "InstanceNormalization" for n in model.graph.node)
+    assert _group_norms_channels_last(model) == norms > 0
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(0).standard_normal((1, *_input_shape(artifact)), dtype=np.float32)
+    before = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(after - before).max() <= 1e-4 * (before.max() - before.min())
+
+
+def _input_shape(artifact: Path) -> tuple[int, ...]:
+    import onnx
+
+    dims = onnx.load(str(artifact)).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims[1:])
