@@ -115,12 +115,13 @@ def _group_norms_channels_last(model: onnx.ModelProto) -> int:
             continue
         before[id(flatten)] = before[id(shape)] = f"{x}_nhwc"
         after.add(id(users[0]))
-    nodes = []
+    nodes, emitted = [], set()
     for node in graph.node:
         if id(node) in before:
             x, nhwc = node.input[0], before[id(node)]
-            if node.op_type == "Reshape":
+            if nhwc not in emitted:  # before the first of the Reshape and the Shape that read it
                 nodes.append(helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"{node.name}_nhwc"))
+                emitted.add(nhwc)
             node.input[0] = nhwc
         nodes.append(node)
         if id(node) in after:
