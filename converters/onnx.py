@@ -146,7 +146,7 @@ class OnnxConverter(Converter):
     runtime_packages = ("onnx", "onnxruntime", "torch")
     host_runtime_package = "onnxruntime"
     bench_backend = "onnxruntime-cpu"
-    int8_scheme = ("static QDQ of Conv / MatMul / Gemm: per-channel symmetric int8 weights, per-tensor uint8 "
+    int8_scheme = ("static QDQ of Conv / MatMul / Gemm: per-channel symmetric 7-bit weights (reduce_range), per-tensor uint8 "
                    "activations (MinMax; U8S8, ORT's fast path); other ops stay float")
     int8_tool = "onnxruntime.quantization.quantize_static"
     multi_size = "one graph with dynamic height and width axes"
@@ -205,6 +205,10 @@ class OnnxConverter(Converter):
                     str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                     op_types_to_quantize=list(_QUANTIZED_OPS),
+                    # 7-bit weights: x86 CPUs without VNNI run U8S8 with VPMADDUBSW, whose int16 pair
+                    # sums saturate with full-range weights (as_mlp_mobile top-1 agreement 97.9 % ->
+                    # 99.4 % on such a CPU; ORT's own advice). Same kernels, same speed.
+                    reduce_range=True,
                 )
             for tmp in (fp32_path, prepared):
                 tmp.unlink()

@@ -75,11 +75,11 @@ def test_manifest_describes_the_artifact(converted, target: str, precision: str)
     auto = auto_lowering(converters.get_converter(target), Precision(precision), "as_mlp")
     assert m.shift_lowering.used == auto.lowering and m.shift_lowering.reason == auto.reason
     assert m.conversion["wall_time_s"] > 0 and m.edge_mlp_version
-    # The delegate targets fold the norms' affines (edge_mlp.ops.fold): 2 blocks x 3 + the patch
-    # merging's + the final norm's; the others export the model's own norms.
+    # The delegate targets and ONNX fold the norms' affines (edge_mlp.ops.fold): 2 blocks x 3 + the
+    # patch merging's + the final norm's; Core ML exports the model's own norms.
     folds = [n for n in m.notes if "affines of" in n]
     assert folds == (["export: the affines of 8 norms folded into the 1x1 conv / linear after each "
-                      "(edge_mlp.ops.fold)"] if target in ("executorch", "tflite") else []), m.notes
+                      "(edge_mlp.ops.fold)"] if target in ("executorch", "tflite", "onnx") else []), m.notes
     if precision in ("int8", "w8"):
         assert m.quantization is not None and m.quantization.scheme
     if precision == "int8":
