@@ -1,10 +1,13 @@
 """Wall time of `edge-mlp convert` per target and precision (a benchmark, not a test).
 
-Converts one model at full size to every target in fp32 and int8 (Core ML also fp16 and w8),
-sequentially in one process, and writes JSON with per-stage seconds and the total for the
-goal "all four targets fp32 + int8 in <= 120 s on 2 cores".
+The goal "all four targets fp32 + int8 in <= 120 s on 2 cores" is measured as a user runs it:
+`convert --target all` once per precision (fp32, then int8), with `--jobs` workers (default auto:
+one per core). Each artifact's row gives its own seconds and stages (from its manifest, as its
+worker measured them); `fp32_int8_serial_s` sums them: one artifact at a time, as `--jobs 1`
+converts, though measured while the workers shared the cores (each a little slower than alone).
+Then Core ML's other precisions, one at a time (rows only).
 
-    .venv/bin/python benchmarks/convert_time.py [--model as_mlp_mobile] [--img-size 224]
+    .venv/bin/python benchmarks/convert_time.py [--model as_mlp_mobile] [--img-size 224] [--jobs N]
 """
 
 from __future__ import annotations
@@ -20,10 +23,20 @@ from pathlib import Path
 
 from edge_mlp import converters
 from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.workers import default_workers
 
 # Every target x precision of the registry: fp32 and int8 first (the goal's total), then the rest.
 COMBOS = sorted(((c.target, str(p)) for c in converters.all_converters() for p in c.precisions),
                 key=lambda tp: tp[1] not in ("fp32", "int8"))
+
+
+def _row(result) -> dict:
+    m = result.manifest
+    return {
+        "target": m.target.name, "precision": str(m.precision), "seconds": round(m.conversion["wall_time_s"], 2),
+        "stages_s": m.conversion["stages_s"], "size_mb": round(m.artifact.size_bytes / 1e6, 2),
+        "coverage": converters.get_converter(m.target.name).coverage_summary(m.coverage),
+    }
 
 
 def main() -> None:
@@ -31,34 +44,55 @@ def main() -> None:
     parser.add_argument("--model", default="as_mlp_mobile")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--calib-size", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=None, help="workers per `--target all` run (default auto)")
     parser.add_argument("--json", default="benchmarks/results/convert_time.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = []
+    rows, walls = [], {}
+    common = dict(model=args.model, img_size=args.img_size, calib_size=args.calib_size)
     with tempfile.TemporaryDirectory() as out:
-        for target, precision in COMBOS:
+        for precision in ("fp32", "int8"):
+            job = ConvertJob(target="all", precision=precision, out_dir=out, jobs=args.jobs, **common)
             start = time.perf_counter()
-            (result,) = convert(ConvertJob(model=args.model, target=target, precision=precision,
-                                           img_size=args.img_size, calib_size=args.calib_size, out_dir=out))
-            seconds = time.perf_counter() - start
-            m = result.manifest
-            rows.append({
-                "target": target, "precision": precision, "seconds": round(seconds, 2),
-                "stages_s": m.conversion["stages_s"], "size_mb": round(m.artifact.size_bytes / 1e6, 2),
-                "coverage": converters.get_converter(target).coverage_summary(m.coverage),
-            })
-            print(f"{target:10s} {precision:5s} {seconds:7.1f} s  {rows[-1]['size_mb']:6.1f} MB  {rows[-1]['coverage']}",
-                  flush=True)
-    goal = sum(r["seconds"] for r in rows if r["precision"] in ("fp32", "int8"))
+            results = convert(job)
+            walls[precision] = round(time.perf_counter() - start, 2)
+            workers = min(len(results), args.jobs or default_workers(len(results)))
+            for result in results:
+                rows.append(_row(result))
+                print(f"{rows[-1]['target']:10s} {precision:5s} {rows[-1]['seconds']:7.1f} s  "
+                      f"{rows[-1]['size_mb']:6.1f} MB  {rows[-1]['coverage']}", flush=True)
+            print(f"--target all --precision {precision}: {walls[precision]:.1f} s wall, {workers} workers", flush=True)
+        for target, precision in COMBOS:
+            if precision in ("fp32", "int8"):
+                continue
+            (result,) = convert(ConvertJob(target=target, precision=precision, out_dir=out, **common))
+            rows.append(_row(result))
+            print(f"{target:10s} {precision:5s} {rows[-1]['seconds']:7.1f} s  {rows[-1]['size_mb']:6.1f} MB  "
+                  f"{rows[-1]['coverage']}", flush=True)
+    goal = sum(walls.values())
+    serial = sum(r["seconds"] for r in rows if r["precision"] in ("fp32", "int8"))
     report = {
         "model": args.model, "img_size": args.img_size, "calib_size": args.calib_size,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "rows": rows, "fp32_int8_total_s": round(goal, 1), "goal_s": 120, "goal_met": goal <= 120,
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(), "platform": platform.platform()},
+        "jobs": workers, "rows": rows, "wall_s": walls,
+        "fp32_int8_total_s": round(goal, 1), "fp32_int8_serial_s": round(serial, 1),
+        "goal_s": 120, "goal_met": goal <= 120,
         "runtime": converters.get_converter("executorch").runtime_versions(),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"fp32 + int8 over four targets: {goal:.1f} s (goal <= 120 s) -> {args.json}")
+    print(f"fp32 + int8 over four targets: {goal:.1f} s wall with {workers} workers (goal <= 120 s); "
+          f"{serial:.1f} s summed over the artifacts -> {args.json}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 if __name__ == "__main__":

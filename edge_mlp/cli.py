@@ -146,7 +146,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
         calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
         max_drop=args.max_drop, force=args.force, features_only=args.features_only,
-        out_indices=args.out_indices,
+        out_indices=args.out_indices, jobs=args.jobs,
     )
     checked = plan(job)  # bad input fails here, before anything is drawn or loaded
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -388,6 +388,11 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _jobs(text: str) -> int | None:
+    """An argparse type: 'auto' (None) or a worker count."""
+    return None if text == "auto" else _count(1, 256)(text)
+
+
 def _image_size(text: str) -> int | tuple[int, int]:
     """An argparse type: N or HxW (e.g. 224 or 288x384); a square HxW becomes N."""
     from .models._registry import parse_image_size
@@ -502,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace an artifact in --out that came from another model config or weights "
                         "(one of the same config is replaced without it)")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto",
+                   help="with --target all: convert N artifacts at once, each in its own process (default auto: "
+                        "one per target, at most one per core and per 2 GB of available memory; 1: one by one)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("parity", help="accuracy of an artifact on its runtime vs PyTorch fp32, on labelled images")

@@ -37,6 +37,7 @@ from .preprocess import Preprocessing
 from .shift_choice import Choice, measured_choice
 from .stats import config_stats
 from .weights import backbone_state, check_fit, read_state_dict
+from .workers import default_workers
 
 CALIB_BUILTINS = ("demo", "synthetic")
 LABELS_SUFFIX = ".labels.txt"
@@ -68,6 +69,9 @@ class ConvertJob:
     # keep them at 8-bit palettization
     max_drop: float | None = None
     force: bool = False  # replace an existing artifact even if it came from another model config
+    # Worker processes, one artifact each at a time (--target all): 1 converts in this process,
+    # None picks one per artifact within the cores and memory (edge_mlp.workers.default_workers).
+    jobs: int | None = 1
     # Benchmark-only: allows shift_lowering="identity" (the shift removed, outputs change) so
     # `edge-mlp bench --shift-ablation` can measure what the shift costs.
     for_benchmark: bool = False
@@ -127,6 +131,8 @@ def _size_overrides(job: ConvertJob, sizes: list[ImageSize] | None) -> dict[str,
 def plan(job: ConvertJob) -> Plan:
     """Validate the whole job up front: names, combinations, files, output folder."""
     targets = all_converters() if job.target == "all" else [get_converter(job.target)]
+    if job.jobs is not None and job.jobs < 1:
+        raise EdgeMlpError(f"--jobs must be at least 1 (got {job.jobs})")
     spec = get_spec(job.model)
     check_output_dir(job.out_dir)
     steps = []
@@ -278,6 +284,9 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
     """`checked`: the job's plan if the caller validated it already (the CLI does, before it
     starts drawing progress)."""
     the_plan = checked or plan(job)
+    workers = min(len(the_plan.steps), job.jobs or default_workers(len(the_plan.steps)))
+    if workers > 1:
+        return _convert_in_workers(job, the_plan, progress, workers)
     if job.weights == DEMO_WEIGHTS:
         weights_path: Path | None = demo_weights(job.model)
         labels: list[str] | None = list(demo_labels())
@@ -320,6 +329,22 @@ def convert(job: ConvertJob, progress: Progress | None = None, checked: Plan | N
             with staging_dir(out_dir) as work:
                 results.append(_publish(_stage(item, work), work, out_dir, job.force))
     return results
+
+
+def _convert_in_workers(job: ConvertJob, the_plan: Plan, progress: Progress | None, workers: int) -> list[ConvertResult]:
+    """Each artifact of the plan as a one-artifact job in a worker process (edge_mlp.workers):
+    the plan was checked here, so a worker's own check of its part passes."""
+    from . import workers as pool
+
+    parts = [dataclasses.replace(job, target=step.converter.target, precision=step.precision, jobs=1)
+             for step in the_plan.steps]
+    return pool.run(_convert_part, parts, workers, progress, [Path(job.out_dir)])
+
+
+def _convert_part(job: ConvertJob, progress: Progress) -> ConvertResult:
+    """A worker's task (module level, so a spawned process can import it)."""
+    (result,) = convert(job, progress)
+    return result
 
 
 def _convert_within_budget(job: ConvertJob, item: _Artifact, calib: str) -> ConvertResult:

@@ -20,6 +20,23 @@ from .errors import EdgeMlpError
 from .interrupts import checkpoint, track, untrack
 
 TEMP_PREFIX = ".edge-mlp-tmp-"
+_temp_owner = ""  # in a conversion worker: "<parent pid>-", so the parent can find what it leaves
+
+
+def set_temp_owner(pid: int) -> None:
+    """Name this process's temp files after `pid` (a worker's parent, which removes them if it has
+    to kill the worker)."""
+    global _temp_owner
+    _temp_owner = f"{pid}-"
+
+
+def owned_temp_paths(folder: str | Path, pid: int) -> list[Path]:
+    """Temp files and folders in `folder` of the workers of process `pid`."""
+    return sorted(Path(folder).glob(f"{TEMP_PREFIX}{pid}-*"))
+
+
+def _temp_prefix() -> str:
+    return TEMP_PREFIX + _temp_owner
 LOCK_FILE = ".edge-mlp.lock"  # in an output folder: publishers hold it while they publish
 
 
@@ -54,7 +71,7 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out))
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), dir=out))
     except OSError as err:
         raise EdgeMlpError(f"cannot write to output folder {out}: {err.strerror or err}; pass a writable --out") from None
     track(tmp)
@@ -111,7 +128,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """A temp name beside `path` (same suffix, so writers that infer the format from it work) that
     replaces `path` only when the block finishes: a reader never sees a half-written file."""
     final = Path(path)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(), suffix=final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     track(tmp)
@@ -158,7 +175,7 @@ def publish(staged: Path, final: Path) -> None:
     if final.is_dir() and not final.is_symlink():
         # Rename the old folder out of the way first (atomic), then delete it: `final` is never
         # half-deleted.
-        old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(), dir=final.parent))
         os.replace(final, old / final.name)
         os.replace(staged, final)
         shutil.rmtree(old, ignore_errors=True)

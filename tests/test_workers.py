@@ -1,0 +1,96 @@
+"""Conversions in worker processes (`convert --jobs`): results in order, errors and interrupts end
+every worker, and nothing a worker staged survives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_mlp import workers
+from edge_mlp.convert import ConvertJob, convert
+from edge_mlp.errors import EdgeMlpError
+from edge_mlp.fileio import TEMP_PREFIX, sha256_path
+
+from .conftest import TEST_CLASSES, TEST_IMG, TEST_MODELS
+
+
+class _Recorder:
+    def __init__(self, interrupt_on: str | None = None) -> None:
+        self.events: list[tuple[str, str, bool, float]] = []
+        self.interrupt_on = interrupt_on
+
+    def stage(self, target: str, stage: str, done: bool, seconds: float) -> None:
+        self.events.append((target, stage, done, seconds))
+        if stage == self.interrupt_on:
+            raise KeyboardInterrupt  # as the parent's signal handler does on Ctrl-C
+
+
+# Workers import these by name: module level.
+def _double(x: int, progress: Any) -> int:
+    progress.stage(f"task {x}", "work", True, 0.0)
+    return 2 * x
+
+
+def _refuse_two(x: int, progress: Any) -> int:
+    if x == 2:
+        raise EdgeMlpError("task 2 is bad input: a one-line reason")
+    return x
+
+
+def _die(x: int, progress: Any) -> int:
+    os._exit(3)
+
+
+def _stage_then_hang(folder: str, progress: Any) -> None:
+    """A worker stuck where signals do not reach Python (native code), holding a staging folder."""
+    from edge_mlp.fileio import staging_dir
+
+    with staging_dir(folder):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        progress.stage("stuck", "staged", True, 0.0)
+        time.sleep(120)
+
+
+def test_results_come_back_in_order_with_the_progress_of_each() -> None:
+    progress = _Recorder()
+    assert workers.run(_double, [1, 2, 3], 2, progress, []) == [2, 4, 6]
+    assert sorted(e[0] for e in progress.events) == ["task 1", "task 2", "task 3"]
+
+
+def test_a_user_error_in_a_worker_keeps_its_one_line_message() -> None:
+    with pytest.raises(EdgeMlpError, match="^task 2 is bad input: a one-line reason$"):
+        workers.run(_refuse_two, [1, 2, 3], 2, None, [])
+
+
+def test_a_worker_that_dies_fails_the_run_with_one_line() -> None:
+    with pytest.raises(EdgeMlpError, match=r"a conversion worker stopped \(exit code 3\) after 0 of 2 artifacts"):
+        workers.run(_die, [1, 2], 2, None, [])
+
+
+def test_an_interrupt_kills_a_stuck_worker_and_removes_its_staging(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        workers.run(_stage_then_hang, [str(tmp_path)], 1, _Recorder(interrupt_on="staged"), [tmp_path])
+    assert time.monotonic() - start < 30
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_all_targets_in_two_workers_publish_what_one_process_does(tmp_path: Path, converted: Any) -> None:
+    progress = _Recorder()
+    results = convert(ConvertJob(model="mixer_mobile", target="all", precision="fp32", img_size=TEST_IMG,
+                                 num_classes=TEST_CLASSES, overrides=dict(TEST_MODELS["mixer_mobile"]),
+                                 out_dir=str(tmp_path), jobs=2), progress)
+    assert [r.manifest.target.name for r in results] == ["coreml", "executorch", "onnx", "tflite"]
+    for r in results:
+        assert sha256_path(r.artifact) == r.manifest.artifact.sha256
+    assert {(e[0], e[1]) for e in progress.events if e[2]} >= {("executorch", "lower"), ("tflite", "lower")}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
+    # the same bits as the suite's conversions in one process (Core ML packages carry fresh UUIDs)
+    for r in results[1:]:
+        alone = converted("mixer_mobile", r.manifest.target.name, "fp32")
+        assert r.manifest.artifact.sha256 == alone.manifest.artifact.sha256, r.manifest.target.name
