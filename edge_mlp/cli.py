@@ -388,6 +388,17 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _precisions(text: str) -> list[str]:
+    """An argparse type: one precision or a comma-separated list of them."""
+    from .options import Precision
+
+    items = [t.strip() for t in text.split(",")]
+    unknown = [t for t in items if t not in set(Precision)]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}; choose from {', '.join(Precision)}")
+    return items
+
+
 def _jobs(text: str) -> int | None:
     """An argparse type: 'auto' (None) or a worker count."""
     return None if text == "auto" else _count(1, 256)(text)
@@ -477,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name")
     p.add_argument("--target", required=True, choices=[*(c.target for c in targets), "all"])
-    p.add_argument("--precision", choices=list(Precision),
-                   help="default: each target's own (see above); w4 (int4 per-block weights), pal4 / pal6 "
+    p.add_argument("--precision", type=_precisions, metavar="P[,P...]",
+                   help=f"one of {', '.join(Precision)}, or several comma-separated (fp32,int8: one artifact "
+                        "each); default: each target's own (see above); w4 (int4 per-block weights), pal4 / pal6 "
                         "(4- / 6-bit palettized weights): Core ML, iOS 18+")
     p.add_argument("--weights", help="checkpoint to load, or 'demo' for the shipped Fashion-MNIST "
                    "checkpoint (default: random init, for pipeline checks)")
@@ -508,8 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an artifact in --out that came from another model config or weights "
                         "(one of the same config is replaced without it)")
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto",
-                   help="with --target all: convert N artifacts at once, each in its own process (default auto: "
-                        "one per target, at most one per core and per 2 GB of available memory; 1: one by one)")
+                   help="several artifacts (--target all, several precisions): convert N at once, each in its own "
+                        "process (default auto: one per artifact, at most one per core and per 2 GB of available "
+                        "memory; 1: one by one)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("parity", help="accuracy of an artifact on its runtime vs PyTorch fp32, on labelled images")

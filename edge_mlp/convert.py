@@ -15,7 +15,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn as nn
@@ -51,7 +51,8 @@ class Progress(Protocol):
 class ConvertJob:
     model: str
     target: str  # a registered target or "all"
-    precision: Precision | str | None = None  # None: each target's default
+    # None: each target's default; several (a list, or "fp32,int8") make one artifact per target each
+    precision: Precision | str | Sequence[Precision | str] | None = None
     weights: str | None = None
     # One size (N or (H, W)), or several for one multi-size artifact (the first is the model's).
     img_size: int | tuple[int, int] | list[int | tuple[int, int]] | None = None
@@ -77,7 +78,14 @@ class ConvertJob:
     for_benchmark: bool = False
 
     def __post_init__(self) -> None:  # strings from the CLI or callers become typed values here, once
-        self.precision = None if self.precision is None else Precision.parse(self.precision)
+        if self.precision is not None:
+            items = self.precision.split(",") if isinstance(self.precision, str) else self.precision
+            parsed = tuple(dict.fromkeys(Precision.parse(p.strip() if isinstance(p, str) else p) for p in items))
+            self.precision = parsed[0] if len(parsed) == 1 else parsed
+
+    def precisions(self) -> tuple[Precision | None, ...]:
+        """The requested precisions in order (None: each target's default)."""
+        return self.precision if isinstance(self.precision, tuple) else (self.precision,)
         self.shift_lowering = parse_lowering(self.shift_lowering, allow_ablation=self.for_benchmark)
 
 
@@ -97,6 +105,7 @@ class Step:
     precision: Precision
     lowering: ShiftLoweringInfo
     forms: ExportForms
+    label: str = ""  # what progress lines call it: the target, with the precision when a job has several
 
 
 @dataclass
@@ -136,10 +145,13 @@ def plan(job: ConvertJob) -> Plan:
     spec = get_spec(job.model)
     check_output_dir(job.out_dir)
     steps = []
+    several = len(job.precisions()) > 1
     for conv in targets:
-        precision = job.precision or conv.default_precision
-        conv.check_precision(precision)
-        steps.append(_step(conv, precision, job.shift_lowering, spec.family if spec.has_shift else None))
+        for requested in job.precisions():
+            precision = requested or conv.default_precision
+            conv.check_precision(precision)
+            step = _step(conv, precision, job.shift_lowering, spec.family if spec.has_shift else None)
+            steps.append(dataclasses.replace(step, label=f"{conv.target} {precision}" if several else conv.target))
     sizes = job_sizes(job.img_size)
     overrides = _size_overrides(job, sizes)
     if job.weights == DEMO_WEIGHTS:
@@ -336,9 +348,13 @@ def _convert_in_workers(job: ConvertJob, the_plan: Plan, progress: Progress | No
     the plan was checked here, so a worker's own check of its part passes."""
     from . import workers as pool
 
-    parts = [dataclasses.replace(job, target=step.converter.target, precision=step.precision, jobs=1)
-             for step in the_plan.steps]
-    return pool.run(_convert_part, parts, workers, progress, [Path(job.out_dir)])
+    # int8 first: calibrated conversions take about twice as long, and the longest should start first
+    order = sorted(range(len(the_plan.steps)), key=lambda i: not the_plan.steps[i].precision.calibrated)
+    steps = [the_plan.steps[i] for i in order]
+    parts = [dataclasses.replace(job, target=step.converter.target, precision=step.precision, jobs=1) for step in steps]
+    results = pool.run(_convert_part, parts, workers, progress, [Path(job.out_dir)], [s.label for s in steps])
+    by_step = dict(zip(order, results))
+    return [by_step[i] for i in range(len(the_plan.steps))]
 
 
 def _convert_part(job: ConvertJob, progress: Progress) -> ConvertResult:
@@ -434,7 +450,7 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
     def stage(name: str) -> Iterator[None]:
         checkpoint()
         if item.progress:
-            item.progress.stage(conv.target, name, False, 0.0)
+            item.progress.stage(item.step.label or conv.target, name, False, 0.0)
         start = time.perf_counter()
         try:
             yield
@@ -442,7 +458,7 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
             elapsed = time.perf_counter() - start
             stage_seconds[name] += elapsed
             if item.progress:
-                item.progress.stage(conv.target, name, True, elapsed)
+                item.progress.stage(item.step.label or conv.target, name, True, elapsed)
         checkpoint()
 
     generator = torch.Generator().manual_seed(0)

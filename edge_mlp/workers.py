@@ -35,12 +35,16 @@ class Progress(Protocol):
 
 def default_workers(tasks: int) -> int:
     """One per task, at most one per core and one per WORKER_MEMORY_BYTES of available memory."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    limit = min(tasks, cpus)
+    limit = min(tasks, _cpus())
     available = _available_memory()
     if available is not None:
         limit = min(limit, available // WORKER_MEMORY_BYTES)
     return max(1, limit)
+
+
+def _cpus() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _available_memory() -> int | None:
@@ -119,19 +123,21 @@ def _portable(err: Exception) -> Exception:
 
 
 def run(fn: Callable[[Any, Progress], Any], payloads: Sequence[Any], workers: int, progress: Progress | None,
-        folders: Sequence[Path]) -> list[Any]:
-    """fn(payload, progress) for each payload, in `workers` spawned processes; results in payload
-    order. `fn` must be a module-level function. `folders`: where the workers stage files (removed
-    there if a worker has to be killed). The first error stops every worker and is raised."""
+        folders: Sequence[Path], labels: Sequence[str] | None = None) -> list[Any]:
+    """fn(payload, progress) for each payload, in `workers` spawned processes, started in payload
+    order; results in payload order. `fn` must be a module-level function. `folders`: where the
+    workers stage files (removed there if a worker has to be killed). `labels`: what the progress
+    lines of each payload are called (default: what the worker says). The first error stops every
+    worker and is raised."""
     import multiprocessing
     from multiprocessing.connection import wait
 
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _cpus() // workers)
     pending = list(enumerate(payloads))
     results: dict[int, Any] = {}
     processes: dict[Any, Any] = {}  # the parent's end of each worker's pipe -> its process
-    working: set[Any] = set()  # pipes of workers that have a task (or are starting)
+    working: dict[Any, int] = {}  # pipe of each worker that has a task -> the task's index
     try:
         for i in range(min(workers, len(payloads))):
             here, there = context.Pipe()
@@ -149,7 +155,8 @@ def run(fn: Callable[[Any, Progress], Any], payloads: Sequence[Any], workers: in
                     raise _died(processes[conn], len(results), len(payloads)) from None
                 if kind == "stage":
                     if progress is not None:
-                        progress.stage(*payload)
+                        target, *rest = payload
+                        progress.stage(labels[working[conn]] if labels else target, *rest)
                 elif kind == "done":
                     results[payload[0]] = payload[1]
                     _feed(conn, pending, working)
@@ -164,14 +171,14 @@ def run(fn: Callable[[Any, Progress], Any], payloads: Sequence[Any], workers: in
             conn.close()
 
 
-def _feed(conn: Any, pending: list[tuple[int, Any]], working: set[Any]) -> None:
+def _feed(conn: Any, pending: list[tuple[int, Any]], working: dict[Any, int]) -> None:
     """The worker's next task, or None (stop) when none is left."""
     if pending:
+        working[conn] = pending[0][0]
         conn.send(pending.pop(0))
-        working.add(conn)
     else:
         conn.send(None)
-        working.discard(conn)
+        working.pop(conn, None)
 
 
 def _died(process: Any, done: int, total: int) -> EdgeMlpError:

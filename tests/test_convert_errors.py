@@ -51,6 +51,10 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "w8"],
      "precision w8 is not supported for target onnx"),
     (["convert", "as_mlp_mobile", "--target", "all", "--precision", "fp16"], "not supported for target executorch"),
+    (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "fp32,int9"],
+     "argument --precision: unknown precision 'int9'; choose from fp32, fp16, int8"),
+    (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "fp32,w8"], "precision w8 is not supported for target onnx"),
+    (["convert", "as_mlp_mobile", "--target", "all", "--jobs", "0"], "argument --jobs: must be from 1"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--weights", "nope.pth"], "weights file not found: nope.pth"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib", "no/such/dir"],
      "calibration folder not found: no/such/dir"),
@@ -211,3 +215,13 @@ def test_default_precisions_per_target() -> None:
     assert {s.converter.target: s.precision for s in steps} == {
         "executorch": "int8", "tflite": "int8", "onnx": "int8", "coreml": "fp16"}
     assert [s.precision for s in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4
+
+
+def test_several_precisions_make_one_artifact_each_named_in_the_progress() -> None:
+    from edge_mlp.convert import plan
+
+    steps = plan(ConvertJob(model="as_mlp_mobile", target="all", precision="fp32,int8,fp32")).steps
+    assert [(s.converter.target, s.precision) for s in steps] == [
+        (t, p) for t in ("coreml", "executorch", "onnx", "tflite") for p in ("fp32", "int8")]
+    assert [s.label for s in steps[:2]] == ["coreml fp32", "coreml int8"]
+    assert [s.label for s in plan(ConvertJob(model="as_mlp_mobile", target="onnx", precision=["int8"])).steps] == ["onnx"]

@@ -60,6 +60,9 @@ def test_results_come_back_in_order_with_the_progress_of_each() -> None:
     progress = _Recorder()
     assert workers.run(_double, [1, 2, 3], 2, progress, []) == [2, 4, 6]
     assert sorted(e[0] for e in progress.events) == ["task 1", "task 2", "task 3"]
+    progress = _Recorder()  # the caller's names for the progress lines of each task
+    assert workers.run(_double, [1, 2, 3], 2, progress, [], labels=["a", "b", "c"]) == [2, 4, 6]
+    assert sorted(e[0] for e in progress.events) == ["a", "b", "c"]
 
 
 def test_a_user_error_in_a_worker_keeps_its_one_line_message() -> None:
