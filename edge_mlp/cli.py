@@ -395,7 +395,8 @@ def _precisions(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",")]
     unknown = [t for t in items if t not in set(Precision)]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}; choose from {', '.join(Precision)}")
+        # argparse's own wording for a bad choice, so one precision or a list reads alike
+        raise argparse.ArgumentTypeError(f"invalid choice: {unknown[0]!r} (choose from {', '.join(Precision)})")
     return items
 
 

@@ -52,7 +52,7 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
      "precision w8 is not supported for target onnx"),
     (["convert", "as_mlp_mobile", "--target", "all", "--precision", "fp16"], "not supported for target executorch"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "fp32,int9"],
-     "argument --precision: unknown precision 'int9'; choose from fp32, fp16, int8"),
+     "argument --precision: invalid choice: 'int9' (choose from fp32, fp16, int8"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "fp32,w8"], "precision w8 is not supported for target onnx"),
     (["convert", "as_mlp_mobile", "--target", "all", "--jobs", "0"], "argument --jobs: must be from 1"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--weights", "nope.pth"], "weights file not found: nope.pth"),
