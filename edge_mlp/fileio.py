@@ -37,6 +37,8 @@ def owned_temp_paths(folder: str | Path, pid: int) -> list[Path]:
 
 def _temp_prefix() -> str:
     return TEMP_PREFIX + _temp_owner
+
+
 LOCK_FILE = ".edge-mlp.lock"  # in an output folder: publishers hold it while they publish
 
 

@@ -70,7 +70,33 @@ class _PipeProgress:
 def _raise_interrupt(signum: int, frame: Any) -> None:
     for other in _SIGNALS:  # once: a second signal must not break the unwinding (or print a traceback)
         signal.signal(other, signal.SIG_IGN)
+    _mute()
     raise KeyboardInterrupt  # unwinds through the worker's staging folders, which remove themselves
+
+
+def _mute() -> None:
+    """Nothing a stopped worker prints is for the user: the parent reports the interrupt. Unwinding
+    torch.export at an arbitrary point can end in a C++ abort ("trying to set the current
+    FakeTensorMode, but one already exists") whose stack dump would otherwise reach the terminal."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+
+
+def _thread_local_tqdm_lock() -> None:
+    """tqdm's default write lock is a multiprocessing RLock, whose semaphore a spawned process
+    registers with the resource tracker; a worker that the parent kills never unregisters it, and
+    the tracker warns about a leaked semaphore when the CLI exits. A worker's bars are its own."""
+    try:
+        import threading
+
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
 
 
 def _quiet_unraisable(info: Any) -> None:
@@ -89,6 +115,7 @@ def _worker_main(fn: Callable[[Any, Progress], Any], conn: Any, threads: int, ow
     sys.unraisablehook = _quiet_unraisable
     for signum in _SIGNALS:
         signal.signal(signum, _raise_interrupt)
+    _thread_local_tqdm_lock()
     try:
         import torch
 
@@ -191,7 +218,9 @@ def _died(process: Any, done: int, total: int) -> EdgeMlpError:
 
 
 def _stop(processes: list[Any], folders: Sequence[Path]) -> None:
-    """Terminate the workers that still run, kill those that do not stop, remove their staging."""
+    """Terminate the workers that still run, kill those that do not stop, remove their staging
+    (also that of a worker that died on its own: a Ctrl-C reaches the workers with the parent, and
+    a worker that aborts while unwinding leaves its staging behind)."""
     from .fileio import owned_temp_paths
 
     alive = [p for p in processes if p.pid is not None and p.is_alive()]
@@ -204,9 +233,8 @@ def _stop(processes: list[Any], folders: Sequence[Path]) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-    if alive:
-        import shutil
+    import shutil
 
-        for folder in folders:
-            for path in owned_temp_paths(folder, os.getpid()):
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for folder in folders:  # after a complete run the workers have published all they staged
+        for path in owned_temp_paths(folder, os.getpid()):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
