@@ -66,7 +66,7 @@ def _both(converted, arm_root, target: str, precision: str, cpu: str = "cortex-a
 
 # x86 vs arm64 int8, XNNPACK (ExecuTorch, LiteRT): not bit-exact in general. On the demo models' 2,000
 # images (benchmarks/results/arm64_parity.json) 1 of 6 artifacts is bit-identical and the others differ
-# on 0.2-5.9 % of the logits by a few int8 output steps, top-1 for top-1: the float ops between the
+# on 0.1-6.0 % of the logits by a few int8 output steps, top-1 for top-1: the float ops between the
 # int8 GEMMs (and LiteRT's non-delegated ops) round differently per architecture. Bounded accordingly.
 INT8_DIFFERING = 0.10  # at most this share of the logits differ
 INT8_REL = 0.05  # max |diff| <= INT8_REL x the logits' range
