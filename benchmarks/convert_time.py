@@ -21,9 +21,14 @@ import time
 import warnings
 from pathlib import Path
 
-from edge_mlp import converters
-from edge_mlp.convert import ConvertJob, convert
-from edge_mlp.workers import default_workers
+from edge_mlp import quiet
+
+quiet.quiet_cli_process()  # progress bars and step logs off, as in `edge-mlp convert`: before tqdm loads
+quiet.install()
+
+from edge_mlp import converters  # noqa: E402
+from edge_mlp.convert import ConvertJob, convert  # noqa: E402
+from edge_mlp.workers import default_workers  # noqa: E402
 
 # Every target x precision of the registry: fp32 and int8 first (the goal's total), then the rest.
 COMBOS = sorted(((c.target, str(p)) for c in converters.all_converters() for p in c.precisions),
