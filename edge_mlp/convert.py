@@ -82,11 +82,11 @@ class ConvertJob:
             items = self.precision.split(",") if isinstance(self.precision, str) else self.precision
             parsed = tuple(dict.fromkeys(Precision.parse(p.strip() if isinstance(p, str) else p) for p in items))
             self.precision = parsed[0] if len(parsed) == 1 else parsed
+        self.shift_lowering = parse_lowering(self.shift_lowering, allow_ablation=self.for_benchmark)
 
     def precisions(self) -> tuple[Precision | None, ...]:
         """The requested precisions in order (None: each target's default)."""
         return self.precision if isinstance(self.precision, tuple) else (self.precision,)
-        self.shift_lowering = parse_lowering(self.shift_lowering, allow_ablation=self.for_benchmark)
 
 
 @dataclass

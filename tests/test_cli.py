@@ -61,3 +61,21 @@ def test_convert_prints_a_summary_and_writes_artifact_and_manifest(tmp_path: Pat
     assert "onnx" in out and "fp32" in out and "nodes" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [  # and the folder's publishing lock
         ".edge-mlp.lock", "mixer_mobile-onnx-fp32.onnx", "mixer_mobile-onnx-fp32.onnx.manifest.json"]
+
+
+def test_convert_of_a_shift_model_uses_the_auto_lowering_by_default(tmp_path: Path) -> None:
+    """The CLI's default `--shift-lowering auto` (a string) picks the measured lowering, as the
+    library's None does (make demo's path: 6fcc20c broke it and no test converted a shift model
+    through the CLI)."""
+    from edge_mlp.convert import ConvertJob, auto_lowering
+    from edge_mlp.converters import get_converter
+    from edge_mlp.manifest import Manifest
+    from edge_mlp.options import Precision
+
+    argv = ["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "fp32", "--img-size", "32",
+            "--num-classes", "10", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    used = Manifest.read(tmp_path / "as_mlp_mobile-onnx-fp32.onnx.manifest.json").shift_lowering
+    expected = auto_lowering(get_converter("onnx"), Precision.parse("fp32"), "as_mlp")
+    assert (used.requested, used.used, used.reason) == ("auto", expected.lowering, expected.reason)
+    assert ConvertJob(model="as_mlp_mobile", target="onnx", shift_lowering="auto").shift_lowering is None

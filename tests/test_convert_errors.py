@@ -230,6 +230,20 @@ def test_default_precisions_per_target() -> None:
     assert [s.precision for s in plan(ConvertJob(model="as_mlp_mobile", target="all", precision="int8")).steps] == ["int8"] * 4
 
 
+def test_a_lowering_named_by_a_string_is_parsed_when_the_job_is_made() -> None:
+    from edge_mlp.convert import plan
+    from edge_mlp.errors import EdgeMlpError
+    from edge_mlp.options import ShiftLowering
+
+    assert ConvertJob(model="as_mlp_mobile", target="onnx", shift_lowering="roll").shift_lowering is ShiftLowering.ROLL
+    by_name = plan(ConvertJob(model="as_mlp_mobile", target="all", shift_lowering="auto")).steps
+    default = plan(ConvertJob(model="as_mlp_mobile", target="all")).steps
+    assert [(s.lowering, s.forms) for s in by_name] == [(s.lowering, s.forms) for s in default]
+    assert all(isinstance(s.forms.shift, ShiftLowering) for s in by_name)
+    with pytest.raises(EdgeMlpError, match="unknown shift lowering 'diagonal'"):
+        ConvertJob(model="as_mlp_mobile", target="onnx", shift_lowering="diagonal")
+
+
 def test_several_precisions_make_one_artifact_each_named_in_the_progress() -> None:
     from edge_mlp.convert import plan
 
