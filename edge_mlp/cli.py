@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
@@ -621,10 +622,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Plain print: one line however long (rich would wrap it at the terminal width).
             print(f"edge-mlp: error: {err}", file=sys.stderr, flush=True)
             return err.exit_code
-        raise
+        if os.environ.get("EDGE_MLP_TRACEBACK"):
+            raise
+        print(_internal_error(err), file=sys.stderr, flush=True)
+        return INTERNAL_ERROR
     if interrupts.received():  # swallowed by a library, and nothing was published after it
         _exit_interrupted()
     return code
+
+
+INTERNAL_ERROR = 1  # a bug of ours, not bad input (2)
+
+
+def _internal_error(err: BaseException) -> str:
+    """One line for a bug: what failed, and where its traceback went. A user reads a line and a
+    file to attach to a report, not a stack dump; EDGE_MLP_TRACEBACK=1 raises it here instead."""
+    import tempfile
+    import traceback
+
+    report = "".join(traceback.format_exception(err))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="edge-mlp-crash-", suffix=".txt", delete=False) as f:
+            f.write(f"edge-mlp {__version__}, {' '.join(sys.argv)}\n\n{report}")
+        where = f"the traceback is in {f.name}: please attach it to a report"
+    except OSError:
+        where = "run it again with EDGE_MLP_TRACEBACK=1 to see the traceback"
+    # a worker's error carries the worker's traceback as its message: its last line says what failed
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if not re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ", last):
+        last = f"{type(err).__name__}: {last}" if last else type(err).__name__
+    return f"edge-mlp: internal error: {last}. This is a bug in edge-mlp, not in your input; {where}"
 
 
 def _exit_interrupted() -> NoReturn:

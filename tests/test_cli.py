@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -79,3 +80,35 @@ def test_convert_of_a_shift_model_uses_the_auto_lowering_by_default(tmp_path: Pa
     expected = auto_lowering(get_converter("onnx"), Precision.parse("fp32"), "as_mlp")
     assert (used.requested, used.used, used.reason) == ("auto", expected.lowering, expected.reason)
     assert ConvertJob(model="as_mlp_mobile", target="onnx", shift_lowering="auto").shift_lowering is None
+
+
+def test_a_bug_is_one_line_exit_1_and_its_traceback_goes_to_a_file(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception that is not an EdgeMlpError is ours: no stack dump on the terminal. A bug is
+    injected into `info`; a conversion worker's error, whose message is the worker's traceback, is
+    named by that traceback's last line."""
+    import edge_mlp.cli as cli
+
+    def broken(args: Any) -> int:
+        raise RuntimeError("a conversion worker failed:\nTraceback (most recent call last):\n  File \"x.py\", "
+                           "line 1, in f\nValueError: 'auto' is not a valid ShiftLowering")
+
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    monkeypatch.delenv("EDGE_MLP_TRACEBACK", raising=False)
+    assert main(["info", "mixer_mobile"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-mlp: internal error: ValueError: 'auto' is not a valid ShiftLowering. This is a bug")
+    assert "\n" not in err and "Traceback" not in err
+    report = Path(err.split("the traceback is in ", 1)[1].split(": please", 1)[0])
+    try:
+        assert "RuntimeError: a conversion worker failed" in report.read_text() and "broken" in report.read_text()
+    finally:
+        report.unlink()
+    monkeypatch.setattr(cli, "cmd_info", lambda args: 1 // 0)
+    assert main(["info", "mixer_mobile"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-mlp: internal error: ZeroDivisionError: integer division or modulo by zero. ")
+    Path(err.split("the traceback is in ", 1)[1].split(": please", 1)[0]).unlink()
+    monkeypatch.setenv("EDGE_MLP_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["info", "mixer_mobile"])
