@@ -631,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-INTERNAL_ERROR = 1  # a bug of ours, not bad input (2)
+INTERNAL_ERROR = 70  # a bug of ours: sysexits EX_SOFTWARE (2 is bad input, 1 a failed parity budget)
 
 
 def _internal_error(err: BaseException) -> str:

@@ -82,7 +82,7 @@ def test_convert_of_a_shift_model_uses_the_auto_lowering_by_default(tmp_path: Pa
     assert ConvertJob(model="as_mlp_mobile", target="onnx", shift_lowering="auto").shift_lowering is None
 
 
-def test_a_bug_is_one_line_exit_1_and_its_traceback_goes_to_a_file(monkeypatch: pytest.MonkeyPatch,
+def test_a_bug_is_one_line_exit_70_and_its_traceback_goes_to_a_file(monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """An exception that is not an EdgeMlpError is ours: no stack dump on the terminal. A bug is
     injected into `info`; a conversion worker's error, whose message is the worker's traceback, is
@@ -95,7 +95,7 @@ def test_a_bug_is_one_line_exit_1_and_its_traceback_goes_to_a_file(monkeypatch: 
 
     monkeypatch.setattr(cli, "cmd_info", broken)
     monkeypatch.delenv("EDGE_MLP_TRACEBACK", raising=False)
-    assert main(["info", "mixer_mobile"]) == 1
+    assert main(["info", "mixer_mobile"]) == 70
     err = capsys.readouterr().err.strip()
     assert err.startswith("edge-mlp: internal error: ValueError: 'auto' is not a valid ShiftLowering. This is a bug")
     assert "\n" not in err and "Traceback" not in err
@@ -105,7 +105,7 @@ def test_a_bug_is_one_line_exit_1_and_its_traceback_goes_to_a_file(monkeypatch: 
     finally:
         report.unlink()
     monkeypatch.setattr(cli, "cmd_info", lambda args: 1 // 0)
-    assert main(["info", "mixer_mobile"]) == 1
+    assert main(["info", "mixer_mobile"]) == 70
     err = capsys.readouterr().err.strip()
     assert err.startswith("edge-mlp: internal error: ZeroDivisionError: integer division or modulo by zero. ")
     Path(err.split("the traceback is in ", 1)[1].split(": please", 1)[0]).unlink()
