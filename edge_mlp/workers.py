@@ -117,6 +117,7 @@ def _worker_main(fn: Callable[[Any, Progress], Any], conn: Any, threads: int, ow
         signal.signal(signum, _raise_interrupt)
     _thread_local_tqdm_lock()
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # blocked since the start (_start): handled now
         import torch
 
         from .fileio import set_temp_owner
@@ -171,7 +172,7 @@ def run(fn: Callable[[Any, Progress], Any], payloads: Sequence[Any], workers: in
             process = context.Process(target=_worker_main, args=(fn, there, threads, os.getpid()),
                                       name=f"edge-mlp-worker-{i}", daemon=True)
             processes[here] = process
-            process.start()
+            _start(process)
             there.close()  # the worker's end lives in the worker: its exit is our EOF
             _feed(here, pending, working)
         while len(results) < len(payloads):
@@ -196,6 +197,21 @@ def run(fn: Callable[[Any, Progress], Any], payloads: Sequence[Any], workers: in
         _stop(list(processes.values()), folders)
         for conn in processes:
             conn.close()
+
+
+def _start(process: Any) -> None:
+    """Start a worker with SIGINT / SIGTERM blocked, as multiprocessing starts its resource tracker:
+    a Ctrl-C reaches the whole process group, and one that arrives while the child's interpreter
+    starts up ends it with a "Fatal Python error" on the terminal. The worker unblocks them once its
+    handlers are in place; what arrived at the parent meanwhile is delivered when it unblocks here."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # it unblocks these signals itself when it starts
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _feed(conn: Any, pending: list[tuple[int, Any]], working: dict[Any, int]) -> None:

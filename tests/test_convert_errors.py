@@ -127,6 +127,9 @@ _MOMENTS = [
     # leave a half-imported module that fails later, which must still end as this interruption
     ("import-later", (), 1.0),
     ("import-latest", (), 1.8),
+    # the conversion workers' interpreters start up (the CLI has its resource tracker and a worker
+    # as children): a Ctrl-C there once ended a worker with "Fatal Python error" on the terminal
+    ("workers-starting", (), 0.03),
     ("calibration", ("coreml quantize",), 0.0),  # prepare_pt2e done: calibration runs next
     # the second export of ExecuTorch int8 (after calibration) is done: two seconds into to_edge
     # and the XNNPACK lowering, the stage that once ran on for a minute after Ctrl-C
@@ -170,6 +173,8 @@ def test_a_signal_at_any_moment_ends_the_run_within_5_s(tmp_path: Path, moment: 
             seen.append(line)
             if waiting[0] in line:
                 waiting.pop(0)
+        if moment == "workers-starting":
+            _wait_for_children(proc.pid, 2)
         time.sleep(delay)
         assert proc.poll() is None, "finished before it could be interrupted"
         if sig == signal.SIGINT:
@@ -193,6 +198,14 @@ def test_a_signal_at_any_moment_ends_the_run_within_5_s(tmp_path: Path, moment: 
     for manifest in out.glob("*.manifest.json"):
         data = json.loads(manifest.read_text())
         assert sha256_path(manifest.with_name(data["artifact"]["file"])) == data["artifact"]["sha256"]
+
+
+def _wait_for_children(pid: int, count: int, timeout: float = 60.0) -> None:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + timeout
+    while len(children.read_text().split()) < count:
+        assert time.monotonic() < deadline, f"the CLI never had {count} child processes"
+        time.sleep(0.02)
 
 
 def test_a_swallowed_interrupt_is_raised_again_before_publishing(tmp_path: Path) -> None:
