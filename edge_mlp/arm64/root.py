@@ -475,8 +475,9 @@ def _stage(log: Log, what: str) -> Iterator[None]:
 
 @contextmanager
 def locked(cache: Path, shared: bool = False) -> Iterator[None]:
-    """Builders take the cache folder's lock exclusively (pytest-xdist workers, two shells), runs
-    (edge_mlp.arm64.runner) shared: no layer is swapped under a running artifact."""
+    """Builders take the cache folder's lock exclusively (pytest-xdist workers, two shells); runs
+    (edge_mlp.arm64.runner) and the check that a root is current take it shared: no layer is
+    swapped under a running artifact."""
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -495,26 +496,45 @@ def prepare_root(cache_dir: str | os.PathLike | None = None, log: Log = _quiet) 
     cache = resolve_cache_dir(cache_dir)
     ensure_host_tools(log)
     ensure_binfmt()
+    root = cache / "root"
+    # A current root is confirmed under the shared lock that runs hold, so a check (each pytest-xdist
+    # worker's) does not wait for the other holders' emulated runs to end; only a build locks out.
+    with locked(cache, shared=True):
+        current = _current_root(root)
+    if current is not None:
+        return current
     with locked(cache):
         for leftover in cache.glob("root.partial-*"):  # an interrupted build
             remove_tree(leftover)
-        root = cache / "root"
         for leftover in root.glob("opt/edge-mlp.partial-*"):
             remove_tree(leftover)
         built = []
         base = _read_json(root / BASE_STAMP)
-        if base is None or {k: base.get(k) for k in base_recipe()} != base_recipe():
+        if not _matches(base, base_recipe()):
             log(f"arm64 root: building the Debian base in {root}")
             base = _build_base(cache, log)
             built.append("base")
         versions = host_versions()
         recipe = python_recipe(versions)
         py = _read_json(root / OPT.lstrip("/") / PY_STAMP)
-        if built or py is None or {k: py.get(k) for k in recipe} != recipe:
+        if built or not _matches(py, recipe):
             log("arm64 root: installing the runtimes into /opt/edge-mlp")
             py = _build_python(cache, root, recipe, versions, log)
             built.append("python")
         return Arm64Root(path=root, stamp={"base": base, "python": py}, built=tuple(built))
+
+
+def _matches(stamp: dict | None, recipe: dict[str, Any]) -> bool:
+    return stamp is not None and {k: stamp.get(k) for k in recipe} == recipe
+
+
+def _current_root(root: Path) -> Arm64Root | None:
+    """The root as it is, if both layers' stamps match what this host would build."""
+    base = _read_json(root / BASE_STAMP)
+    py = _read_json(root / OPT.lstrip("/") / PY_STAMP)
+    if not (_matches(base, base_recipe()) and _matches(py, python_recipe())):
+        return None
+    return Arm64Root(path=root, stamp={"base": base, "python": py}, built=())
 
 
 def root_size_mb(root: Arm64Root) -> float:
