@@ -22,7 +22,7 @@ from .official_layouts import OFFICIAL_LAYOUTS
 DATA = "edge_mlp/assets/fashion_mnist_eval2000.npz"
 TARGETS = converters.list_targets()
 # Small non-square sizes the two-stage test models take (AS-MLP: multiples of 8 here).
-SIZES = [64, (64, 96), 96]
+SIZES = [64, (64, 96)]  # a square and a non-square size: two entry points (a third costs a third more lowering)
 FP32_REL = 1e-4  # max |diff| <= FP32_REL x each output's range
 INT8_COSINE = 0.99
 
@@ -147,16 +147,16 @@ INT8_CASES = [("cycle_mlp_mobile", t) for t in TARGETS] + [("as_mlp_mobile", "tf
 def test_multi_size_backbone_matches_pytorch_at_every_size(converted, model: str, target: str) -> None:
     result = _multi_size(converted, model, target)
     m = result.manifest
-    assert m.sizes() == [(64, 64), (64, 96), (96, 96)]
+    assert m.sizes() == [(64, 64), (64, 96)]
     entries = [s.entry for s in m.input_sizes]
-    assert len(set(entries)) == (1 if target == "onnx" else 3)  # ONNX: one graph, dynamic axes
+    assert len(set(entries)) == (1 if target == "onnx" else 2)  # ONNX: one graph, dynamic axes
     stages = len(TEST_MODELS[model].get("depths", TEST_MODELS[model].get("layers")))
     assert [f.index for f in m.features] == list(range(stages)) and m.output.num_classes == 0
     assert [f.tensor.shape for f in m.features] == [[1, f.channels, 64 // f.stride, 64 // f.stride] for f in m.features]
     report = run_parity(result.artifact, data=DATA, limit=3, mil_precision="fp32" if target == "coreml" else None)
     assert report.top1_reference is None
-    assert sorted({o.size for o in report.outputs}) == sorted({"64", "64x96", "96"})
-    assert len(report.outputs) == 3 * stages
+    assert sorted({o.size for o in report.outputs}) == ["64", "64x96"]
+    assert len(report.outputs) == 2 * stages
     worst = max(o.max_abs_diff_rel for o in report.outputs)
     assert worst <= FP32_REL, report.outputs
 
