@@ -107,7 +107,11 @@ def earlier_objects_frozen() -> Iterator[None]:
     """coremltools' convert() ends with a full gc.collect(), which scans every object of the process:
     torch's modules and whatever the caller holds (0.3-0.4 s measured, more in a long-lived process).
     Frozen meanwhile, objects that existed before are not scanned; unfrozen after, they are
-    collected as usual."""
+    collected as usual. A caller that froze objects itself keeps them so: gc.unfreeze() would
+    release all, so its freeze is left as it is and nothing more is frozen."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

@@ -201,3 +201,24 @@ def test_one_hot_convs_move_int8_codes_unchanged_on_litert(tmp_path, op: str) ->
     it.set_tensor(inp["index"], codes)
     it.invoke()
     assert np.array_equal(it.get_tensor(out["index"]), _codes_moved(op, codes, inp["quantization"][1]))
+
+
+def test_core_ml_conversion_keeps_a_callers_frozen_objects_frozen() -> None:
+    """Core ML conversions freeze the process's objects around ct.convert() (its closing full
+    gc.collect()); that must not undo a freeze of the caller's own (a server's before forking)."""
+    import gc
+
+    from edge_mlp.converters.coreml import earlier_objects_frozen
+
+    assert gc.get_freeze_count() == 0
+    with earlier_objects_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with earlier_objects_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
