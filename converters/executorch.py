@@ -106,6 +106,7 @@ class ExecuTorchConverter(Converter):
         from executorch.exir import to_edge_transform_and_lower
         from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
+        from .lean_lowering import lean_lowering
         from .pt2e import quantize_request
 
         model, x = request.model, request.example
@@ -126,7 +127,7 @@ class ExecuTorchConverter(Converter):
                     with torch.no_grad():  # folded weights are constants, not parameters needing grad
                         program = constant_prop_pass(program)
                 programs[entry] = program
-        with request.stage("lower"):
+        with request.stage("lower"), lean_lowering():
             edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
             info = get_delegation_info(edge.exported_program("forward").graph_module)
             buffer = edge.to_executorch().buffer

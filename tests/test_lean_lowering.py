@@ -1,0 +1,83 @@
+"""The lean ExecuTorch lowering (converters.lean_lowering) writes the bytes ExecuTorch's own does."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.nn as nn
+
+from .conftest import CALIB_SIZE, TEST_CLASSES, TEST_IMG, TEST_MODELS
+
+
+def _lower(module: nn.Module, example: torch.Tensor, lean: bool) -> tuple[bytes, list[str]]:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edge_mlp.converters.lean_lowering import lean_lowering
+
+    program = torch.export.export(module.eval(), (example,))
+    with lean_lowering() if lean else contextlib.nullcontext([]) as skipped:
+        buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    return buffer, list(skipped)
+
+
+class _ConvBatchNormReLU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # one partition: one lowered graph
+        return torch.relu(self.bn(self.conv(x)))
+
+
+def test_a_pass_whose_op_is_in_the_graph_still_runs() -> None:
+    """Batch norm and ReLU are there: their passes run (the fused graph is the same bytes); the
+    passes for ops that are absent are skipped."""
+    torch.manual_seed(0)
+    module, x = _ConvBatchNormReLU(), torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        module.bn.running_mean.uniform_(-1, 1)
+        module.bn.running_var.uniform_(0.5, 2)
+    lean, skipped = _lower(module, x, lean=True)
+    full, _ = _lower(module, x, lean=False)
+    assert lean == full
+    assert "ConvertToSDPAPass" in skipped and "ConvertToUpsampleBilinear2d" in skipped
+    assert not {"FuseBatchNormPass", "FuseActivationPass"} & set(skipped)
+
+
+def test_lowering_restores_executorch_and_torch_as_they_were() -> None:
+    import torch.fx.traceback as fx_traceback
+    from executorch.backends.xnnpack._passes import XNNPACKPassManager
+
+    from edge_mlp.converters.lean_lowering import lean_lowering
+
+    before = XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__
+    with pytest.raises(KeyError), lean_lowering():
+        assert (XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__) != before
+        with lean_lowering() as inner:  # nested: the outer patch stays
+            assert inner == []
+        assert XNNPACKPassManager.transform is not before[0]
+        raise KeyError("a failing lowering")
+    assert (XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__) == before
+
+
+def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """AS-MLP (its shift as depthwise convs, the norms in XNNPACK's form, GELU, patch merging)
+    through the real converter, without the lean lowering: the bytes of the suite's own artifact."""
+    import edge_mlp.converters.lean_lowering as lean_module
+    from edge_mlp.convert import ConvertJob, convert
+
+    monkeypatch.setattr(lean_module, "lean_lowering", lambda: contextlib.nullcontext([]))
+    (full,) = convert(ConvertJob(model="as_mlp_mobile", target="executorch", precision="fp32", img_size=TEST_IMG,
+                                 num_classes=TEST_CLASSES, calib_size=CALIB_SIZE, calib="synthetic",
+                                 overrides=dict(TEST_MODELS["as_mlp_mobile"]), out_dir=str(tmp_path)))
+    lean = converted("as_mlp_mobile", "executorch", "fp32")
+    digest = [hashlib.sha256(r.artifact.read_bytes()).hexdigest() for r in (full, lean)]
+    assert digest[0] == digest[1]
