@@ -70,8 +70,9 @@ def _pass_triggers() -> dict[str, Callable[[torch.fx.GraphModule], bool]]:
 
 @contextmanager
 def lean_lowering() -> Iterator[list[str]]:
-    """Within: XNNPACK preprocess skips passes that cannot act and provenance is shared. Yields
-    the names of the passes skipped (in order, per lowered graph)."""
+    """Within: XNNPACK preprocess skips passes that cannot act, a decomposition with nothing to
+    decompose is skipped, and provenance is shared. Yields what was skipped, in order: pass names
+    (per lowered graph) and "run_decompositions"."""
     import torch.fx.traceback as fx_traceback
     from executorch.backends.xnnpack import _passes as xnnpack_passes
     from executorch.backends.xnnpack._passes.xnnpack_pass import XNNPACKPass

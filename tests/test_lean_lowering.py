@@ -54,17 +54,22 @@ def test_a_pass_whose_op_is_in_the_graph_still_runs() -> None:
 def test_lowering_restores_executorch_and_torch_as_they_were() -> None:
     import torch.fx.traceback as fx_traceback
     from executorch.backends.xnnpack._passes import XNNPACKPassManager
+    from torch.export import ExportedProgram
 
     from edge_mlp.converters.lean_lowering import lean_lowering
 
-    before = XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__
+    def patched() -> tuple[Any, ...]:
+        return XNNPACKPassManager.transform, ExportedProgram.run_decompositions, fx_traceback.NodeSource.__init__
+
+    before = patched()
     with pytest.raises(KeyError), lean_lowering():
-        assert (XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__) != before
-        with lean_lowering() as inner:  # nested: the outer patch stays
+        during = patched()
+        assert all(now is not then for now, then in zip(during, before))
+        with lean_lowering() as inner:  # nested: the outer patches stay
             assert inner == []
-        assert XNNPACKPassManager.transform is not before[0]
+        assert patched() == during
         raise KeyError("a failing lowering")
-    assert (XNNPACKPassManager.transform, fx_traceback.NodeSource.__init__) == before
+    assert patched() == before
 
 
 def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp_path: Path,
