@@ -82,21 +82,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: the order within a file is kept
 
 
+def small_job(model: str, target: str, precision: str, out: str, **extra: Any) -> Any:
+    """The ConvertJob of a small test model, as the `converted` fixture converts it."""
+    from edge_mlp.convert import ConvertJob
+
+    # Random-init models are checked on synthetic natural images, so they are calibrated on that
+    # distribution too (the trained demo models use the real Fashion-MNIST set).
+    options = {"calib": "synthetic", "img_size": TEST_IMG, **extra}
+    return ConvertJob(model=model, target=target, precision=precision, num_classes=TEST_CLASSES,
+                      calib_size=CALIB_SIZE, out_dir=out, overrides=dict(TEST_MODELS[model]), **options)
+
+
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     """convert(model, target, precision) -> ConvertResult, each combination converted once."""
-    from edge_mlp.convert import ConvertJob
-
     get = conversion_cache(tmp_path_factory, "artifacts")
 
     def convert_small(model: str, target: str, precision: str, **extra: Any) -> Any:
-        # Random-init models are checked on synthetic natural images, so they are calibrated
-        # on that distribution too (the trained demo models use the real Fashion-MNIST set).
         key = (model, target, precision, tuple(sorted((k, repr(v)) for k, v in extra.items())))
-        options = {"calib": "synthetic", "img_size": TEST_IMG, **extra}
-        return get(key, lambda out: ConvertJob(
-            model=model, target=target, precision=precision, num_classes=TEST_CLASSES,
-            calib_size=CALIB_SIZE, out_dir=out, overrides=dict(TEST_MODELS[model]), **options,
-        ))
+        return get(key, lambda out: small_job(model, target, precision, out, **extra))
 
     return convert_small

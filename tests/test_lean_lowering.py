@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from .conftest import CALIB_SIZE, TEST_CLASSES, TEST_IMG, TEST_MODELS
+from .conftest import small_job
 
 
 def _lower(module: nn.Module, example: torch.Tensor, lean: bool) -> tuple[bytes, list[str]]:
@@ -77,12 +77,10 @@ def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp
     """AS-MLP (its shift as depthwise convs, the norms in XNNPACK's form, GELU, patch merging)
     through the real converter, without the lean lowering: the bytes of the suite's own artifact."""
     import edge_mlp.converters.lean_lowering as lean_module
-    from edge_mlp.convert import ConvertJob, convert
+    from edge_mlp.convert import convert
 
     monkeypatch.setattr(lean_module, "lean_lowering", lambda: contextlib.nullcontext([]))
-    (full,) = convert(ConvertJob(model="as_mlp_mobile", target="executorch", precision="fp32", img_size=TEST_IMG,
-                                 num_classes=TEST_CLASSES, calib_size=CALIB_SIZE, calib="synthetic",
-                                 overrides=dict(TEST_MODELS["as_mlp_mobile"]), out_dir=str(tmp_path)))
+    (full,) = convert(small_job("as_mlp_mobile", "executorch", "fp32", str(tmp_path)))
     lean = converted("as_mlp_mobile", "executorch", "fp32")
     digest = [hashlib.sha256(r.artifact.read_bytes()).hexdigest() for r in (full, lean)]
     assert digest[0] == digest[1]
