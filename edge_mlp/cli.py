@@ -37,10 +37,16 @@ def _table(*args: Any, **kwargs: Any) -> Any:
     return Table(*args, **kwargs)
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    from .models import parse_settings
+
+    return parse_settings(args.name, args.set) if args.set else {}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from .models import size_overrides
 
-    return size_overrides(getattr(args, "img_size", None), getattr(args, "num_classes", None))
+    return {**_settings(args), **size_overrides(getattr(args, "img_size", None), getattr(args, "num_classes", None))}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -62,11 +68,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .models import get_spec, input_sizes, resolve_config
+    from .models import check_architecture, get_spec, input_sizes, resolve_config
     from .stats import model_stats
 
     spec = get_spec(args.name)
     config = resolve_config(args.name, **_overrides(args))
+    check_architecture(config, _settings(args))
     stats = model_stats(args.name, **_overrides(args))
     table = _table(title=f"{spec.name}: {spec.description}", show_header=False)
     table.add_column("field")
@@ -94,12 +101,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_forward(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import create_model
+    from .models import check_architecture, create_model, resolve_config
     from .weights import load_weights
 
     console = _console()
     torch.manual_seed(0)
-    model = create_model(args.name, **_overrides(args)).eval()
+    overrides = _overrides(args)
+    check_architecture(resolve_config(args.name, **overrides), _settings(args))
+    model = create_model(args.name, **overrides).eval()
     if args.weights:
         load_weights(model, args.weights)
     x = torch.randn(1, *model.edge_config.input_size)
@@ -147,7 +156,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         img_size=args.img_size, num_classes=args.num_classes, calib=args.calib,
         calib_size=args.calib_size, shift_lowering=args.shift_lowering, out_dir=args.out,
         max_drop=args.max_drop, force=args.force, features_only=args.features_only,
-        out_indices=args.out_indices, jobs=args.jobs,
+        out_indices=args.out_indices, jobs=args.jobs, overrides=_settings(args),
     )
     checked = plan(job)  # bad input fails here, before anything is drawn or loaded
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -449,6 +458,11 @@ MAX_THREADS = 256
 MAX_RUNS = 100_000
 
 
+SET_HELP = ("reshape the variant, repeatable: its depth, width, ratios or patch / shift size under the official "
+            "constructor's names, e.g. --set num_blocks=4 or --set depths=2,2,6,2 ('edge-mlp info NAME' lists "
+            "them as config.*); the manifest records the config")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with our error contract: one line on stderr, exit 2 (argparse prints the usage too)."""
 
@@ -473,12 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--img-size", type=_image_size, metavar="N|HxW")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help=SET_HELP)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("forward", help="one PyTorch forward pass (a smoke test of a model)")
     p.add_argument("name")
     p.add_argument("--img-size", type=_image_size, metavar="N|HxW")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help=SET_HELP)
     p.add_argument("--weights", help="checkpoint (.pth/.pt/.safetensors) to load first")
     p.set_defaults(func=cmd_forward)
 
@@ -502,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + "; ".join(f"{c.target}: {c.multi_size}" for c in targets if c.multi_size)
                         + " (not int8)")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help=SET_HELP)
     p.add_argument("--features-only", action="store_true",
                    help="a backbone for dense prediction: the stages' feature maps (NCHW) instead of logits; "
                         "a classifier checkpoint loads without its head")

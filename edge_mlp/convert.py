@@ -29,7 +29,15 @@ from .fileio import check_output_dir, folder_lock, path_size, publish, sha256_fi
 from .interrupts import checkpoint
 from .manifest import (FeatureMap, FileInfo, InputSize, Manifest, ModelInfo, OutputInfo, ShiftLoweringInfo,
                        TargetInfo, manifest_path)
-from .models import RANDOM_INIT_SEED, ModelConfig, build, get_spec, resolve_config, size_overrides
+from .models import (
+    RANDOM_INIT_SEED,
+    ModelConfig,
+    build,
+    check_architecture,
+    get_spec,
+    resolve_config,
+    size_overrides,
+)
 from .models._registry import ImageSize, check_image_size
 from .ops.fold import fold_norm_affines
 from .options import AUTO, NO_SHIFT, ExportForms, Precision, ShiftLowering, parse_lowering, using_forms
@@ -159,6 +167,7 @@ def plan(job: ConvertJob) -> Plan:
         demo_weights(job.model)
     else:
         config = resolve_config(job.model, **overrides)  # unknown overrides fail here, before any work
+        check_architecture(config, job.overrides)
         if job.weights is not None and not Path(job.weights).is_file():
             raise EdgeMlpError(f"weights file not found: {job.weights}")
     sizes = sizes or [config.input_size[1:]]
@@ -190,7 +199,8 @@ def _demo_config(model: str, overrides: dict[str, Any]) -> ModelConfig:
         allowed.add("img_size")  # AS-MLP and CycleMLP weights do not depend on the input size
     refused = sorted(set(overrides) - allowed)
     if refused:
-        what = " / ".join("--" + k.replace("_", "-") for k in refused)
+        what = " / ".join("--" + k.replace("_", "-") if k in ("img_size", "num_classes") else f"--set {k}"
+                          for k in refused)
         raise EdgeMlpError(f"--weights demo fixes the model config ({model} for 32x32 Fashion-MNIST); drop {what}")
     config = demo_config(model)
     if not overrides:

@@ -28,7 +28,34 @@ def test_info_prints_config_and_figures(capsys: pytest.CaptureFixture[str]) -> N
     assert "7,285,144" in out and "config.embed_dim" in out and "48" in out and "bicubic" in out
 
 
+def test_set_reshapes_a_variant_by_its_official_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set` takes each value as the variant's own kind (lists per stage, true/false) and the
+    figures are those of the reshaped model."""
+    assert main(["info", "cycle_mlp_mobile", "--set", "layers=1,1", "--set", "embed-dims=32,64",
+                 "--set", "mlp_ratios=4,4", "--set", "transitions=true,false"]) == 0
+    out = capsys.readouterr().out
+    params = sum(p.numel() for p in edge_mlp.create_model(
+        "cycle_mlp_mobile", layers=(1, 1), embed_dims=(32, 64), mlp_ratios=(4, 4), transitions=(True, False)).parameters())
+    assert f"{params:,}" in out and "(True, False)" in out and "(32, 64)" in out
+    assert main(["forward", "mixer_mobile", "--set", "num_blocks=1", "--img-size", "32"]) == 0
+
+
 @pytest.mark.parametrize("argv,match", [
+    (["info", "mixer_mobile", "--set", "num_blocks=0"],
+     "mixer_mobile takes num_blocks as a whole number from 1 to 4096 (its own: 8), got 0"),
+    (["info", "mixer_mobile", "--set", "num_blocks=2.5"], "got '2.5'"),
+    (["info", "mixer_mobile", "--set", "num_blocks"], "--set takes KEY=VALUE"),
+    (["info", "mixer_mobile", "--set", "num_blocks=2", "--set", "num_blocks=3"], "--set num_blocks is given twice"),
+    (["info", "mixer_mobile", "--set", "img_size=64"], "has no setting 'img_size' for --set; use --img-size"),
+    (["info", "mixer_mobile", "--set", "depths=2,2"],
+     "has no setting 'depths' for --set (it takes patch_size, num_blocks, embed_dim, mlp_ratio)"),
+    (["info", "as_mlp_mobile", "--set", "depths=1,1,1,1,1,1"],
+     "with depths=1,1,1,1,1,1, as_mlp_mobile does not take image size 224: it takes multiples of 128"),
+    (["forward", "as_mlp_mobile", "--set", "shift_size=4"],
+     "as_mlp_mobile cannot be built with shift_size=4 for 224x224 inputs: shift_size must be a positive odd"),
+    (["info", "cycle_mlp_mobile", "--set", "layers=1,1"], "layers, embed_dims and mlp_ratios need one entry per stage"),
+    (["info", "mixer_mobile", "--set", "embed_dim=4096", "--set", "num_blocks=64"],
+     "M parameters; at most 500 M fit a phone"),
     (["info", "as_mlp_mobil"], "unknown model 'as_mlp_mobil'; did you mean as_mlp_mobile"),
     (["forward", "mixer_mobile", "--weights", "missing.pth"], "weights file not found: missing.pth"),
     (["info", "mixer_mobile", "--img-size", "8"], "mixer_mobile does not take image size 8: it takes multiples of 16"),

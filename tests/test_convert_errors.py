@@ -60,6 +60,10 @@ def _expect_clean_failure(argv: list[str], out: Path, match: str, capsys: pytest
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib", "no/such/dir"],
      "calibration folder not found: no/such/dir"),
     (["convert", "as_mlp_mobile", "--target", "onnx", "--precision", "int8", "--calib-size", "0", *SMALL], "argument --calib-size: must be from 1"),
+    (["convert", "mixer_mobile", "--target", "onnx", "--set", "patch_size=300", *SMALL],
+     "mixer_mobile does not take image size 64: it takes multiples of 300"),
+    (["convert", "mixer_mobile", "--target", "onnx", "--set", "num_blocks=2", "--weights", "demo"],
+     "--weights demo fixes the model config (mixer_mobile for 32x32 Fashion-MNIST); drop --set num_blocks"),
 ])
 def test_bad_arguments(tmp_path: Path, argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
     _expect_clean_failure(argv, tmp_path / "out", match, capsys)

@@ -227,10 +227,9 @@ def _cli(*argv: str, cwd: Path) -> subprocess.Popen[str]:
 def test_two_conversions_into_one_folder_publish_whole_artifacts(tmp_path: Path) -> None:
     """Two real processes convert the same model into one --out (a folder artifact and a file
     artifact each): both succeed, and every manifest matches its artifact."""
-    argv = ("convert", "mixer_mobile", "--target", "coreml", "--precision", "fp32", "--img-size", "32",
-            "--num-classes", "4", "--out", "out")
-    onnx = ("convert", "mixer_mobile", "--target", "onnx", "--precision", "fp32", "--img-size", "32",
-            "--num-classes", "4", "--out", "out")
+    small = ("--set", "num_blocks=2", "--img-size", "32", "--num-classes", "4", "--out", "out")
+    argv = ("convert", "mixer_mobile", "--target", "coreml", "--precision", "fp32", *small)
+    onnx = ("convert", "mixer_mobile", "--target", "onnx", "--precision", "fp32", *small)
     for first, second in ((argv, argv), (onnx, onnx)):
         procs = [_cli(*first, cwd=tmp_path), _cli(*second, cwd=tmp_path)]
         for proc in procs:
@@ -335,7 +334,8 @@ def test_a_cli_conversion_prints_only_our_lines(converted: Callable[..., Any], t
 
     for target in ("tflite", "onnx"):
         proc = _cli("convert", "mixer_mobile", "--target", target, "--precision", "int8", "--calib", "synthetic",
-                    "--calib-size", "4", "--img-size", "32", "--num-classes", "10", "--out", "out", cwd=tmp_path)
+                    "--calib-size", "4", "--set", "num_blocks=2", "--img-size", "32", "--num-classes", "10",
+                    "--out", "out", cwd=tmp_path)
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0 and err == "", err
         stages = [line for line in out.splitlines() if _STAGE_LINE.match(line)]
@@ -343,6 +343,9 @@ def test_a_cli_conversion_prints_only_our_lines(converted: Callable[..., Any], t
         rest = [line for line in out.splitlines() if line.strip() and not _STAGE_LINE.match(line)
                 and line.lstrip()[0] not in "┏┃┡│└" and not line.strip().startswith("out/")]
         assert rest == [], rest
+        manifest = json.loads((tmp_path / "out" / f"mixer_mobile-{target}-int8{'.tflite' if target == 'tflite' else '.onnx'}"
+                                                   ".manifest.json").read_text())
+        assert manifest["model"]["config"]["num_blocks"] == 2  # --set reached the model and its record
     for artifact in (str(tmp_path / "out" / "mixer_mobile-tflite-int8.tflite"),
                      str(converted("mixer_mobile", "executorch", "fp32").artifact)):
         proc = _cli("parity", artifact, "--data", str(EVAL_SUBSET), "--limit", "8", cwd=tmp_path)

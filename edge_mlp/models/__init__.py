@@ -18,6 +18,7 @@ from ._registry import (
     resolve_config,
     size_overrides,
 )
+from ._settings import architecture_keys, check_architecture, parse_settings
 
 __all__ = [
     "RANDOM_INIT_SEED",
@@ -27,12 +28,15 @@ __all__ = [
     "InputSizes",
     "ModelConfig",
     "ModelSpec",
+    "architecture_keys",
     "build",
+    "check_architecture",
     "config_from_record",
     "create_model",
     "get_spec",
     "input_sizes",
     "list_models",
+    "parse_settings",
     "resolve_config",
     "size_overrides",
 ]
