@@ -8,22 +8,23 @@ graph. Three kinds of re-trace change nothing for our models:
 - the partitioner's path of `to_edge_transform_and_lower` decomposes the program a third time
   after preserving the ops XNNPACK takes, when nothing is left to decompose;
 - every re-trace deep-copies each node's provenance chain (`NodeSource.from_node`), which grows by
-  one record per pass.
+  one record per pass (converters/provenance.py).
 
 `lean_lowering()` skips a pass while the op it rewrites is absent from the graph (a pass this
 module does not know always runs), skips a decomposition of a program that is functional already
 and holds none of the table's ops (ExecuTorch's own test on its other partitioner path), and shares
-the provenance records, which nothing mutates, instead of copying them. The `.pte` bytes stay the
-same (tests/test_lean_lowering.py; measured on every model x precision); int8 lowering takes about
-half the time.
+the provenance records instead of copying them. The `.pte` bytes stay the same
+(tests/test_lean_lowering.py; measured on every model x precision); int8 lowering takes about half
+the time.
 """
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .provenance import shared_provenance
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +74,6 @@ def lean_lowering() -> Iterator[list[str]]:
     """Within: XNNPACK preprocess skips passes that cannot act, a decomposition with nothing to
     decompose is skipped, and provenance is shared. Yields what was skipped, in order: pass names
     (per lowered graph) and "run_decompositions"."""
-    import torch.fx.traceback as fx_traceback
     from executorch.backends.xnnpack import _passes as xnnpack_passes
     from executorch.backends.xnnpack._passes.xnnpack_pass import XNNPACKPass
     from executorch.exir.graph_module import contains_any_call_fn_target_op
@@ -82,7 +82,6 @@ def lean_lowering() -> Iterator[list[str]]:
     from torch.export import ExportedProgram
 
     manager = xnnpack_passes.XNNPACKPassManager
-    node_source = fx_traceback.NodeSource
     if getattr(manager.transform, "_edge_mlp_lean", False):  # already inside: nothing more to patch
         yield []
         return
@@ -106,15 +105,7 @@ def lean_lowering() -> Iterator[list[str]]:
         return program
 
     transform._edge_mlp_lean = True  # type: ignore[attr-defined]
-    original_transform, original_init = manager.transform, node_source.__init__
-    share_provenance = list(inspect.signature(original_init).parameters) == ["self", "node", "pass_name", "action"]
-
-    def init(self: Any, node: Any, pass_name: str = "", action: Any = None) -> None:
-        # NodeSource.__init__ with `from_node` shared: the original deep-copies the whole chain
-        original_init(self, None, pass_name, action)
-        if node:
-            self.node_info = node_source.NodeInfo(name=node.name, target=str(node.target), graph_id=id(node.graph))
-            self.from_node = list(node.meta.get("from_node", ()))
+    original_transform = manager.transform
 
     original_decompose = ExportedProgram.run_decompositions
     functional: weakref.WeakSet[ExportedProgram] = weakref.WeakSet()
@@ -132,11 +123,9 @@ def lean_lowering() -> Iterator[list[str]]:
 
     manager.transform = transform
     ExportedProgram.run_decompositions = run_decompositions  # type: ignore[method-assign]
-    if share_provenance:  # a torch whose NodeSource differs keeps its own
-        node_source.__init__ = init
     try:
-        yield skipped
+        with shared_provenance():
+            yield skipped
     finally:
         manager.transform = original_transform
         ExportedProgram.run_decompositions = original_decompose  # type: ignore[method-assign]
-        node_source.__init__ = original_init

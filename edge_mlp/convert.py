@@ -451,6 +451,7 @@ class _Staged:
 def _stage(item: _Artifact, work: Path) -> _Staged:
     """Convert into the staging folder `work`: the artifact and, if any, its labels file."""
     from .converters import ConversionRequest
+    from .converters.provenance import shared_provenance
 
     conv, precision, config = item.step.converter, item.step.precision, item.config
     stem = f"{config.name}-{conv.target}-{precision}"
@@ -481,7 +482,7 @@ def _stage(item: _Artifact, work: Path) -> _Staged:
         work_dir=work, stem=stem, num_classes=config.num_classes, stage=stage,
         float_modules=item.float_modules, sizes=item.sizes,
     )
-    with using_forms(item.step.forms):
+    with using_forms(item.step.forms), shared_provenance():  # same bytes, seconds less per re-trace
         output = conv.convert(request)
     labels_name = f"{config.name}{LABELS_SUFFIX}" if item.labels else None
     if labels_name:

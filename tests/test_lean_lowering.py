@@ -1,4 +1,5 @@
-"""The lean ExecuTorch lowering (converters.lean_lowering) writes the bytes ExecuTorch's own does."""
+"""The lean ExecuTorch lowering (converters.lean_lowering) writes the bytes ExecuTorch's own does,
+and shared provenance (converters.provenance) leaves every target's artifact as it was."""
 
 from __future__ import annotations
 
@@ -77,10 +78,51 @@ def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp
     """AS-MLP (its shift as depthwise convs, the norms in XNNPACK's form, GELU, patch merging)
     through the real converter, without the lean lowering: the bytes of the suite's own artifact."""
     import edge_mlp.converters.lean_lowering as lean_module
+    import edge_mlp.converters.provenance as provenance
     from edge_mlp.convert import convert
 
     monkeypatch.setattr(lean_module, "lean_lowering", lambda: contextlib.nullcontext([]))
+    monkeypatch.setattr(provenance, "shared_provenance", lambda: contextlib.nullcontext(False))
     (full,) = convert(small_job("as_mlp_mobile", "executorch", "fp32", str(tmp_path)))
     lean = converted("as_mlp_mobile", "executorch", "fp32")
     digest = [hashlib.sha256(r.artifact.read_bytes()).hexdigest() for r in (full, lean)]
     assert digest[0] == digest[1]
+
+
+def _contents(artifact: Path) -> dict[str, str]:
+    """sha256 of an artifact's files; a Core ML package's Manifest.json is left out (a fresh UUID
+    per save)."""
+    files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
+    return {str(p.relative_to(artifact.parent)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files if p.name != "Manifest.json"}
+
+
+@pytest.mark.parametrize("model,target", [("as_mlp_mobile", "tflite"), ("mixer_mobile", "coreml")])
+def test_shared_provenance_leaves_the_artifact_as_it_was(converted: Callable[..., Any], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, model: str,
+                                                         target: str) -> None:
+    """int8 (PT2E, then LiteRT's three re-traces / Core ML's export of the Q/DQ graph) with the
+    provenance copied as torch does: the same files as the suite's artifact, made with it shared."""
+    import edge_mlp.converters.provenance as provenance
+    from edge_mlp.convert import convert
+
+    monkeypatch.setattr(provenance, "shared_provenance", lambda: contextlib.nullcontext(False))
+    (copied,) = convert(small_job(model, target, "int8", str(tmp_path)))
+    shared = converted(model, target, "int8")
+    assert _contents(copied.artifact).values() and list(_contents(copied.artifact).values()) == list(
+        _contents(shared.artifact).values())
+
+
+def test_shared_provenance_restores_torch_and_nests() -> None:
+    import torch.fx.traceback as fx_traceback
+
+    from edge_mlp.converters.provenance import shared_provenance
+
+    before = fx_traceback.NodeSource.__init__
+    with pytest.raises(KeyError), shared_provenance() as applied:
+        assert applied and fx_traceback.NodeSource.__init__ is not before
+        with shared_provenance() as inner:
+            assert not inner
+        assert fx_traceback.NodeSource.__init__ is not before
+        raise KeyError("a failing conversion")
+    assert fx_traceback.NodeSource.__init__ is before
