@@ -21,6 +21,7 @@ _NOT_ARCHITECTURE = ("img_size", "num_classes", "features_only", "out_indices", 
                      "drop_path_rate")
 MAX_SETTING = 4096  # any count or width beyond it is no longer a phone's model
 MAX_PARAMS = 500_000_000  # 5.7x the largest official variant (AS-MLP-B, 88 M)
+MAX_WEIGHT_TENSORS = 10_000  # 12x the most of any variant (CycleMLP-B4: 791); builds in about 2 s on meta
 
 
 def architecture_keys(name: str) -> tuple[str, ...]:
@@ -44,13 +45,25 @@ def check_architecture(config: ModelConfig, changed: Mapping[str, Any]) -> None:
         check_image_size(config.name, spec.input_sizes(config.kwargs), config.kwargs.get("img_size", 224))
     except ConfigError as err:
         raise ConfigError(f"with {shown}, {err}") from None
+    too_large = ConfigError(f"{config.name} with {shown} has over {MAX_PARAMS / 1e6:,.0f} M parameters or "
+                            f"{MAX_WEIGHT_TENSORS:,} weight tensors, more than a phone's model")
+    counted = [0, 0]  # parameters, tensors
+
+    def count(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        # stops the build as soon as it is too large (depths=4096,4096,4096,4096 took 50 s to build)
+        counted[0] += param.numel() if param is not None else 0
+        counted[1] += 1
+        if counted[0] > MAX_PARAMS or counted[1] > MAX_WEIGHT_TENSORS:
+            raise too_large
+
+    hook = torch.nn.modules.module.register_module_parameter_registration_hook(count)
     try:
         with torch.device("meta"), torch.no_grad():
             model = spec.builder(**config.kwargs).eval()
-            params = sum(p.numel() for p in model.parameters())
-            if params > MAX_PARAMS:
-                raise ConfigError(f"{config.name} with {shown} has {params / 1e6:,.0f} M parameters; "
-                                  f"at most {MAX_PARAMS / 1e6:,.0f} M fit a phone")
+            hook.remove()
+            weights = list(model.parameters())  # however they were made
+            if sum(p.numel() for p in weights) > MAX_PARAMS or len(weights) > MAX_WEIGHT_TENSORS:
+                raise too_large
             model(torch.empty(1, *config.input_size))
     except ConfigError:
         raise
@@ -58,6 +71,8 @@ def check_architecture(config: ModelConfig, changed: Mapping[str, Any]) -> None:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         _, h, w = config.input_size
         raise ConfigError(f"{config.name} cannot be built with {shown} for {h}x{w} inputs: {reason}") from None
+    finally:
+        hook.remove()
 
 
 # Overrides with an option of their own, for the error that points there.
