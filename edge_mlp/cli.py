@@ -72,9 +72,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .stats import model_stats
 
     spec = get_spec(args.name)
-    config = resolve_config(args.name, **_overrides(args))
+    overrides = _overrides(args)
+    config = resolve_config(args.name, **overrides)
     check_architecture(config, _settings(args))
-    stats = model_stats(args.name, **_overrides(args))
+    stats = model_stats(args.name, **overrides)
     table = _table(title=f"{spec.name}: {spec.description}", show_header=False)
     table.add_column("field")
     table.add_column("value")
@@ -84,7 +85,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     table.add_row("params", f"{stats.params:,}")
     table.add_row("GMACs", f"{stats.gmacs:.3f} at {h}x{w}")
     table.add_row("input", f"1x{c}x{h}x{w} float32, NCHW")
-    sizes_for = {k: v for k, v in _overrides(args).items() if k != "img_size"}
+    sizes_for = {k: v for k, v in overrides.items() if k != "img_size"}
     table.add_row("input sizes", input_sizes(args.name, **sizes_for).describe())
     stages = spec.feature_info(config.kwargs)
     table.add_row("feature stages", "; ".join(f"{f.index}: stride {f.stride}, {f.channels} ch" for f in stages)
