@@ -41,8 +41,9 @@ def check_architecture(config: ModelConfig, changed: Mapping[str, Any]) -> None:
         _check_setting(config.name, key, value, variant.get(key))
     spec = get_spec(config.name)
     shown = ", ".join(f"{k}={_format_setting(v)}" for k, v in changed.items())
+    _, h, w = config.input_size
     try:  # the size the config runs at, against the rule the changed patch / stages give
-        check_image_size(config.name, spec.input_sizes(config.kwargs), config.kwargs.get("img_size", 224))
+        check_image_size(config.name, spec.input_sizes(config.kwargs), h if h == w else (h, w))
     except ConfigError as err:
         raise ConfigError(f"with {shown}, {err}") from None
     too_large = ConfigError(f"{config.name} with {shown} has over {MAX_PARAMS / 1e6:,.0f} M parameters or "
@@ -69,7 +70,6 @@ def check_architecture(config: ModelConfig, changed: Mapping[str, Any]) -> None:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the builder or its forward is this config's
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        _, h, w = config.input_size
         raise ConfigError(f"{config.name} cannot be built with {shown} for {h}x{w} inputs: {reason}") from None
     finally:
         hook.remove()
