@@ -35,6 +35,7 @@ from .models import (
     build,
     check_architecture,
     get_spec,
+    option_for,
     resolve_config,
     size_overrides,
 )
@@ -199,8 +200,7 @@ def _demo_config(model: str, overrides: dict[str, Any]) -> ModelConfig:
         allowed.add("img_size")  # AS-MLP and CycleMLP weights do not depend on the input size
     refused = sorted(set(overrides) - allowed)
     if refused:
-        what = " / ".join("--" + k.replace("_", "-") if k in ("img_size", "num_classes") else f"--set {k}"
-                          for k in refused)
+        what = " / ".join(option_for(k) for k in refused)
         raise EdgeMlpError(f"--weights demo fixes the model config ({model} for 32x32 Fashion-MNIST); drop {what}")
     config = demo_config(model)
     if not overrides:

@@ -109,8 +109,8 @@ def test_shared_provenance_leaves_the_artifact_as_it_was(converted: Callable[...
     monkeypatch.setattr(provenance, "shared_provenance", lambda: contextlib.nullcontext(False))
     (copied,) = convert(small_job(model, target, "int8", str(tmp_path)))
     shared = converted(model, target, "int8")
-    assert _contents(copied.artifact).values() and list(_contents(copied.artifact).values()) == list(
-        _contents(shared.artifact).values())
+    files = list(_contents(copied.artifact).values())
+    assert files and files == list(_contents(shared.artifact).values())
 
 
 def test_shared_provenance_restores_torch_and_nests() -> None:

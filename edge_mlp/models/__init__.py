@@ -18,7 +18,7 @@ from ._registry import (
     resolve_config,
     size_overrides,
 )
-from ._settings import architecture_keys, check_architecture, parse_settings
+from ._settings import architecture_keys, check_architecture, option_for, parse_settings
 
 __all__ = [
     "RANDOM_INIT_SEED",
@@ -36,6 +36,7 @@ __all__ = [
     "get_spec",
     "input_sizes",
     "list_models",
+    "option_for",
     "parse_settings",
     "resolve_config",
     "size_overrides",

@@ -80,6 +80,11 @@ _OWN_OPTIONS = {"img_size": "--img-size", "num_classes": "--num-classes", "featu
                 "out_indices": "--out-indices"}
 
 
+def option_for(key: str) -> str:
+    """The command-line option that sets override `key`: its own option, else `--set key`."""
+    return _OWN_OPTIONS.get(key, f"--set {key}")
+
+
 def parse_settings(name: str, assignments: Sequence[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` texts as typed overrides, each read as its variant value's kind (a list
     for a per-stage setting, so depths=2 is one stage of 2 blocks)."""
