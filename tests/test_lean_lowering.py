@@ -1,5 +1,7 @@
 """The lean ExecuTorch lowering (converters.lean_lowering) writes the bytes ExecuTorch's own does,
-and shared provenance (converters.provenance) leaves every target's artifact as it was."""
+LiteRT's lowering with one re-trace fewer (converters.tflite.one_retrace_for_layout) writes the
+bytes of litert-torch's own, and shared provenance (converters.provenance) leaves every target's
+artifact as it was."""
 
 from __future__ import annotations
 
@@ -91,22 +93,38 @@ def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp
 
 def _contents(artifact: Path) -> dict[str, str]:
     """sha256 of an artifact's files; a Core ML package's Manifest.json is left out (a fresh UUID
-    per save)."""
+    per save), and its model.mlmodel is hashed in protobuf's deterministic serialization: the
+    order coremltools writes map entries in follows object hashes, so equal models can differ in
+    bytes between conversions of one process."""
     files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
-    return {str(p.relative_to(artifact.parent)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(artifact.parent)): hashlib.sha256(_canonical(p)).hexdigest()
             for p in files if p.name != "Manifest.json"}
+
+
+def _canonical(path: Path) -> bytes:
+    if path.suffix != ".mlmodel":
+        return path.read_bytes()
+    from coremltools.proto import Model_pb2
+
+    return Model_pb2.Model.FromString(path.read_bytes()).SerializeToString(deterministic=True)
 
 
 @pytest.mark.parametrize("model,target", [("as_mlp_mobile", "tflite"), ("mixer_mobile", "coreml")])
 def test_shared_provenance_leaves_the_artifact_as_it_was(converted: Callable[..., Any], tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, model: str,
                                                          target: str) -> None:
-    """int8 (PT2E, then LiteRT's three re-traces / Core ML's export of the Q/DQ graph) with the
-    provenance copied as torch does: the same files as the suite's artifact, made with it shared."""
+    """int8 (PT2E, then LiteRT's re-traces / Core ML's export of the Q/DQ graph) with the provenance
+    copied as torch does, every histogram's params searched on each request, and, for LiteRT, all
+    three of its re-traces: the same files as the suite's artifact, made with the provenance shared,
+    each search done once and LiteRT's canonicalization skipped."""
     import edge_mlp.converters.provenance as provenance
+    import edge_mlp.converters.pt2e as pt2e
+    import edge_mlp.converters.tflite as tflite
     from edge_mlp.convert import convert
 
     monkeypatch.setattr(provenance, "shared_provenance", lambda: contextlib.nullcontext(False))
+    monkeypatch.setattr(tflite, "one_retrace_for_layout", lambda: contextlib.nullcontext([]))
+    monkeypatch.setattr(pt2e, "histogram_qparams_once", lambda: contextlib.nullcontext([0, 0]))
     (copied,) = convert(small_job(model, target, "int8", str(tmp_path)))
     shared = converted(model, target, "int8")
     files = list(_contents(copied.artifact).values())
@@ -126,3 +144,95 @@ def test_shared_provenance_restores_torch_and_nests() -> None:
         assert fx_traceback.NodeSource.__init__ is not before
         raise KeyError("a failing conversion")
     assert fx_traceback.NodeSource.__init__ is before
+
+
+class _ConvGeluConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(nn.functional.gelu(self.fc1(x))).mean((2, 3))
+
+
+def _litert_bytes(module: nn.Module, example: torch.Tensor, tmp_path: Path, lean: bool) -> tuple[bytes, list[int]]:
+    import litert_torch
+
+    from edge_mlp.converters.tflite import one_retrace_for_layout
+
+    with one_retrace_for_layout() if lean else contextlib.nullcontext([]) as skipped:
+        path = tmp_path / f"{lean}.tflite"
+        litert_torch.convert(module.eval(), (example,)).export(str(path))
+    return path.read_bytes(), list(skipped)
+
+
+def test_litert_skips_only_a_canonicalization_its_pre_lower_trace_repeats(tmp_path: Path) -> None:
+    """Convs in NCHW: the layout pass wraps them in NHWC functions, and the canonicalization that
+    would inline them is skipped (the pre-lower decomposition does it): the same `.tflite` bytes."""
+    torch.manual_seed(0)
+    module, x = _ConvGeluConv(), torch.randn(1, 3, 8, 8)
+    lean, skipped = _litert_bytes(module, x, tmp_path, lean=True)
+    full, _ = _litert_bytes(module, x, tmp_path, lean=False)
+    assert skipped and lean == full
+
+
+def test_litert_canonicalizes_what_the_layout_pass_did_not_write(tmp_path: Path) -> None:
+    """An average pool: the layout pass wraps it in a function that the composite builders, which
+    run before the pre-lower decomposition, must see inlined: canonicalized as litert-torch does."""
+    torch.manual_seed(0)
+    module, x = nn.Sequential(nn.Conv2d(3, 8, 1), nn.AvgPool2d(2)), torch.randn(1, 3, 8, 8)
+    lean, skipped = _litert_bytes(module, x, tmp_path, lean=True)
+    full, _ = _litert_bytes(module, x, tmp_path, lean=False)
+    assert not skipped and lean == full
+
+
+def test_litert_canonicalization_is_restored() -> None:
+    from litert_torch._convert import fx_passes
+
+    from edge_mlp.converters.tflite import one_retrace_for_layout
+
+    before = fx_passes.CanonicalizePass.call
+    with pytest.raises(KeyError), one_retrace_for_layout():
+        assert fx_passes.CanonicalizePass.call is not before
+        raise KeyError("a failing conversion")
+    assert fx_passes.CanonicalizePass.call is before
+
+
+def test_histogram_params_are_searched_once_per_observer_state() -> None:
+    """convert_pt2e asks a shared observer once per node it quantizes: the same graph and params
+    with each search done once; a changed histogram is searched again."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.observer import HistogramObserver
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edge_mlp.converters.pt2e import histogram_qparams_once
+
+    def quantized(once: bool) -> tuple[str, dict[str, torch.Tensor], list[int]]:
+        torch.manual_seed(0)
+        module, x = _ConvGeluConv().eval(), torch.randn(1, 3, 8, 8)
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(torch.export.export(module, (x,)).module(), quantizer)
+        for _ in range(3):
+            prepared(torch.randn(1, 3, 8, 8))
+        with histogram_qparams_once() if once else contextlib.nullcontext([0, 0]) as counts:
+            graph = convert_pt2e(prepared)
+        return graph.code, {k: v.clone() for k, v in graph.state_dict().items()}, list(counts)
+
+    code, state, (computed, reused) = quantized(once=True)
+    code_each, state_each, _ = quantized(once=False)
+    assert code == code_each and state.keys() == state_each.keys()
+    assert all(torch.equal(state[k], state_each[k]) for k in state)
+    assert computed > 0 and reused > 0
+
+    search = HistogramObserver.calculate_qparams
+    observer = HistogramObserver()
+    observer(torch.randn(64))
+    with histogram_qparams_once() as counts:
+        first = observer.calculate_qparams()
+        observer(torch.randn(64) * 10)
+        second = observer.calculate_qparams()
+    assert counts == [2, 0] and not torch.equal(first[0], second[0])
+    assert HistogramObserver.calculate_qparams is search  # restored
