@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from edge_mlp.errors import EdgeMlpError, indefinite
 from edge_mlp.options import ExportForms, NormForm, Precision, ShiftLowering
@@ -151,6 +151,10 @@ class Converter(ABC):
     device_runner: ClassVar[str | None] = None  # the runtime's benchmark binary on an Android phone
     int8_scheme: ClassVar[str] = ""  # manifest quantization.scheme / .tool of its int8
     int8_tool: ClassVar[str] = ""
+    # Seconds one conversion of as_mlp_mobile at 224 takes, per precision (the committed
+    # benchmarks/results/convert_time.json; a test keeps them within 1.5x of it): what
+    # `convert --jobs N` orders its artifacts by, the longest first, so no long one starts last.
+    typical_seconds: ClassVar[Mapping[str, float]] = {}
     # How one artifact takes several input sizes (`convert --img-size 224,288x384`), "" where it
     # cannot; float precisions only (int8 calibrates one graph per size).
     multi_size: ClassVar[str] = ""

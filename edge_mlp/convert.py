@@ -358,13 +358,20 @@ def _convert_in_workers(job: ConvertJob, the_plan: Plan, progress: Progress | No
     the plan was checked here, so a worker's own check of its part passes."""
     from . import workers as pool
 
-    # int8 first: calibrated conversions take about twice as long, and the longest should start first
-    order = sorted(range(len(the_plan.steps)), key=lambda i: not the_plan.steps[i].precision.calibrated)
+    # the longest first, so that no long conversion starts while the other workers run out of work
+    order = sorted(range(len(the_plan.steps)), key=lambda i: -expected_seconds(the_plan.steps[i]))
     steps = [the_plan.steps[i] for i in order]
     parts = [dataclasses.replace(job, target=step.converter.target, precision=step.precision, jobs=1) for step in steps]
     results = pool.run(_convert_part, parts, workers, progress, [Path(job.out_dir)], [s.label for s in steps])
     by_step = dict(zip(order, results))
     return [by_step[i] for i in range(len(the_plan.steps))]
+
+
+def expected_seconds(step: Step) -> float:
+    """About how long the step converts (as_mlp_mobile at 224; only the order matters): its
+    converter's measured `typical_seconds`, else calibrated steps count as the longest."""
+    measured = step.converter.typical_seconds.get(str(step.precision))
+    return measured if measured is not None else (1000.0 if step.precision.calibrated else 100.0)
 
 
 def _convert_part(job: ConvertJob, progress: Progress) -> ConvertResult:

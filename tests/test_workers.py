@@ -97,3 +97,21 @@ def test_all_targets_in_two_workers_publish_what_one_process_does(tmp_path: Path
     for r in results[1:]:
         alone = converted("mixer_mobile", r.manifest.target.name, "fp32")
         assert r.manifest.artifact.sha256 == alone.manifest.artifact.sha256, r.manifest.target.name
+
+
+def test_workers_start_the_longest_conversion_first() -> None:
+    """`convert --jobs N` orders its artifacts by each converter's `typical_seconds`, which stay
+    within 1.5x of the committed benchmarks/results/convert_time.json run (as_mlp_mobile at 224)."""
+    import json
+
+    from edge_mlp import converters
+    from edge_mlp.convert import ConvertJob, expected_seconds, plan
+
+    committed = json.loads((Path(__file__).parents[1] / "benchmarks/results/convert_time.json").read_text())
+    for row in committed["rows"]:
+        typical = converters.get_converter(row["target"]).typical_seconds[row["precision"]]
+        assert row["seconds"] / 1.5 <= typical <= row["seconds"] * 1.5, row
+    steps = plan(ConvertJob(model="as_mlp_mobile", target="all", precision=("fp32", "int8"), out_dir="unused",
+                            calib="synthetic")).steps
+    longest = max(steps, key=expected_seconds)
+    assert longest.precision.calibrated and longest.converter.target != "onnx"
