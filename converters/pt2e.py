@@ -65,8 +65,8 @@ def quantize_pt2e(
 @contextmanager
 def histogram_qparams_once() -> Iterator[list[int]]:
     """Within: a HistogramObserver computes its params once per state. `convert_pt2e` asks each
-    observer again for every node it quantizes (655 searches over 2048-bin histograms for ~250
-    observers of as_mlp_mobile on LiteRT's recipe, 8 ms each); the search is a pure function of
+    observer again for every node it quantizes (as_mlp_mobile on LiteRT's recipe: 655 searches over
+    2048-bin histograms, 8 ms each, 413 of them distinct); the search is a pure function of
     the observer's histogram and range, so the answer is reused while they are unchanged (their
     tensors' version counters). Yields [computed, reused] counts."""
     from torchao.quantization.pt2e.observer import HistogramObserver
