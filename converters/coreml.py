@@ -193,6 +193,7 @@ class CoreMLConverter(Converter):
                 mlmodel.save(str(path))
             else:
                 _save_multifunction(mlmodels, entries, request.work_dir, path)
+            _deterministic_specs(path)
         return ConversionOutput(
             path=path,
             input=float_spec(spec.description.input[0].name, x.shape, "NCHW"),
@@ -252,6 +253,17 @@ def _predict_with_core_ml(artifact: Path) -> HostModel:
     predictor = _Predictor(open_function, function_names(artifact))
     predictor.opened["main"] = open_function("main")
     return predictor
+
+
+def _deterministic_specs(package: Path) -> None:
+    """Rewrite the package's model spec in protobuf's deterministic order. coremltools writes map
+    entries in an order that follows object hashes, so the same model converted twice in one
+    process could differ in bytes (same content); sorted, equal models are equal files."""
+    from coremltools.proto import Model_pb2
+
+    for spec_file in package.rglob("*.mlmodel"):
+        spec = Model_pb2.Model.FromString(spec_file.read_bytes())
+        spec_file.write_bytes(spec.SerializeToString(deterministic=True))
 
 
 def _save_multifunction(mlmodels: list, entries: list[str], work: Path, path: Path) -> None:
