@@ -218,7 +218,8 @@ def tensor_adds_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
     That annotator finds adds through `source_fn_stack`, which torch 2.13's export no longer records,
     so every add stayed float: a DEQUANTIZE / QUANTIZE island around each. Measured on as_mlp_mobile
     at 224 (LiteRT int8, 2 threads, 400 interleaved rounds, five runs): 2-4 % faster with int8 adds,
-    although the GELUs those adds read become int8 too, outside XNNPACK (README "Latency").
+    although the GELUs those adds read become int8 too (converters.tflite.float_islands_in_delegate
+    runs them in float inside XNNPACK again; README "Latency").
     """
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 

@@ -203,6 +203,75 @@ def _lowering(request: ConversionRequest) -> Iterator[None]:
         yield
 
 
+# Ops LiteRT 2.3's XNNPACK delegate runs in float only, which litert-torch 0.10 nevertheless fuses
+# into int8 kernels when int8 tensors surround them (DEQUANTIZE-op-QUANTIZE): those ran outside
+# the delegate, on one thread, each a partition boundary (as_mlp_mobile int8 at 224: 48 GELUs,
+# 37 partitions). SOFTMAX only with beta 1, the delegate's condition.
+_FLOAT_ONLY_IN_XNNPACK = ("GELU", "SOFTMAX")
+
+
+def float_islands_in_delegate(path: Path) -> dict[str, int]:
+    """Rewrite each int8 op of `_FLOAT_ONLY_IN_XNNPACK` in the .tflite at `path` as DEQUANTIZE ->
+    the float op -> QUANTIZE into the same int8 tensor, so XNNPACK runs all three. The int8 kernel is
+    a table of exactly that float function requantized, so codes stay equal (tests compare them on
+    the reference kernels). Returns how many of each op were rewritten; the file is rewritten only
+    when some were."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+    def builtin(code: Any) -> str:
+        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+
+    def opcode_index(name: str) -> int:
+        for i, code in enumerate(model.operatorCodes):
+            if builtin(code) == name:
+                return i
+        code = schema.OperatorCodeT()
+        code.builtinCode = getattr(schema.BuiltinOperator, name)
+        code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+        code.version = 2  # the int8 side of (de)quantize
+        model.operatorCodes.append(code)
+        return len(model.operatorCodes) - 1
+
+    def takes(op: Any, name: str, tensors: list) -> bool:
+        if name not in _FLOAT_ONLY_IN_XNNPACK or len(op.inputs) != 1 or len(op.outputs) != 1:
+            return False
+        if name == "SOFTMAX" and getattr(op.builtinOptions, "beta", 1.0) != 1.0:
+            return False
+        return all(tensors[t].type == schema.TensorType.INT8 for t in (op.inputs[0], op.outputs[0]))
+
+    rewritten: dict[str, int] = {}
+    for graph in model.subgraphs:
+        operators = []
+        for op in graph.operators:
+            name = builtin(model.operatorCodes[op.opcodeIndex])
+            if not takes(op, name, graph.tensors):
+                operators.append(op)
+                continue
+            floats = []
+            for index, suffix in ((op.inputs[0], b";float_in"), (op.outputs[0], b";float_out")):
+                quantized, tensor = graph.tensors[index], schema.TensorT()
+                tensor.shape, tensor.shapeSignature = quantized.shape, quantized.shapeSignature
+                tensor.type, tensor.buffer, tensor.name = schema.TensorType.FLOAT32, 0, quantized.name + suffix
+                graph.tensors.append(tensor)
+                floats.append(len(graph.tensors) - 1)
+            dequantize, quantize = schema.OperatorT(), schema.OperatorT()
+            dequantize.opcodeIndex, dequantize.inputs, dequantize.outputs = opcode_index("DEQUANTIZE"), \
+                [op.inputs[0]], [floats[0]]
+            quantize.opcodeIndex, quantize.inputs, quantize.outputs = opcode_index("QUANTIZE"), \
+                [floats[1]], [op.outputs[0]]
+            op.inputs, op.outputs = [floats[0]], [floats[1]]
+            operators += [dequantize, op, quantize]
+            rewritten[name] = rewritten.get(name, 0) + 1
+        graph.operators = operators
+    if rewritten:
+        path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    return rewritten
+
+
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -368,6 +437,11 @@ class TFLiteConverter(Converter):
         path = request.work_dir / f"{request.stem}{self.suffix}"
         with request.stage("save"), native_stderr():  # the MLIR converter runs here
             edge_model.export(str(path))
+            islands = float_islands_in_delegate(path) if request.precision.calibrated else {}
+        if islands:
+            quantization.scheme += ("; " + ", ".join(f"{n} {op}" for op, n in islands.items())
+                                    + " run in float inside the XNNPACK delegate (DEQUANTIZE / op / QUANTIZE: "
+                                    "its int8 forms would run outside it)")
         raw = _interpreter(path, delegates=False)
         delegated = _interpreter(path, delegates=True)
         raw_ops = op_histogram([d["op_name"] for d in raw._get_ops_details()])
@@ -384,6 +458,7 @@ class TFLiteConverter(Converter):
             "delegate_partitions": left.get("DELEGATE", 0),
             "non_delegated_ops": outside,
             "transpose_ops": raw_ops.get("TRANSPOSE", 0),
+            "float_islands_in_delegate": islands,
         }
         (_, inp), outs = signature_io(raw.get_signature_runner(DEFAULT_SIGNATURE))
         layouts = [o.layout for o in request.output_specs()]

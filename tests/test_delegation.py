@@ -1,9 +1,10 @@
 """Delegation coverage of the mobile models, as the manifests record it (edge_mlp.ops.export_forms).
 
-ExecuTorch: every compute op inside one XNNPACK partition, fp32 and int8. LiteRT: every fp32 op
-in one partition and no TRANSPOSE inside the graph; int8 ops left outside are a measured ceiling
-that a regression would exceed (README "Latency" says what remains and why). ONNX Runtime: its
-optimized int8 graph keeps no layout Transposes around the QLinearConvs (converters/onnx.py).
+ExecuTorch: every compute op inside one XNNPACK partition, fp32 and int8. LiteRT: every op in one
+partition, fp32 and int8 (the GELUs and softmaxes litert-torch makes int8 are rewritten to run in
+float inside it: converters.tflite.float_islands_in_delegate), and no TRANSPOSE inside the graph.
+ONNX Runtime: its optimized int8 graph keeps no layout Transposes around the QLinearConvs
+(converters/onnx.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 MODELS = ["as_mlp_mobile", "cycle_mlp_mobile", "mixer_mobile"]
 
@@ -25,32 +29,70 @@ def test_executorch_delegates_every_compute_op_in_one_partition(converted, model
     assert coverage["delegated_subgraphs"] == 1
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("model", MODELS)
-def test_tflite_fp32_runs_every_op_in_one_delegate_partition(converted, model: str) -> None:
-    coverage = converted(model, "tflite", "fp32").manifest.coverage
+def test_tflite_runs_every_op_in_one_delegate_partition(converted, model: str, precision: str) -> None:
+    coverage = converted(model, "tflite", precision).manifest.coverage
     assert coverage["non_delegated_ops"] == {} and coverage["ops_delegated"] == coverage["ops_total"] > 0
     assert coverage["delegate_partitions"] == 1
+    assert coverage["transpose_ops"] <= TFLITE_TRANSPOSES[model]
 
 
 # TRANSPOSE ops in the channels-last export (NormForm.CHANNELS_LAST): as_mlp and cycle_mlp keep
 # only the NCHW input's; Mixer's token mixing transposes (tokens, channels) twice per block by design.
 TFLITE_TRANSPOSES = {"as_mlp_mobile": 1, "cycle_mlp_mobile": 1, "mixer_mobile": 7}
-# int8: ops outside the delegate, measured for the test-size models. LiteRT fuses a float GELU
-# (softmax) between int8 neighbours into an int8 one, which XNNPACK does not run (README "Latency").
-# AS-MLP's 4 per block since its branch sums are int8 too (converters.pt2e.tensor_adds_int8: the
-# graph is faster so, although two more GELUs per block leave the delegate).
-TFLITE_INT8_OUTSIDE = {"as_mlp_mobile": 8, "cycle_mlp_mobile": 6, "mixer_mobile": 4}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-@pytest.mark.parametrize("model", MODELS)
-def test_tflite_transposes_and_int8_delegation(converted, model: str, precision: str) -> None:
-    coverage = converted(model, "tflite", precision).manifest.coverage
-    assert coverage["transpose_ops"] <= TFLITE_TRANSPOSES[model]
-    if precision == "int8":
-        outside = coverage["ops_total"] - coverage["ops_delegated"]
-        assert outside <= TFLITE_INT8_OUTSIDE[model], coverage["non_delegated_ops"]
-        assert set(coverage["non_delegated_ops"]) <= {"GELU", "SOFTMAX"}, coverage["non_delegated_ops"]
+class _GeluSoftmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fc2(F.gelu(self.fc1(x))), dim=-1)
+
+
+def test_int8_gelu_and_softmax_run_in_float_inside_the_delegate_with_the_same_codes(tmp_path: Path) -> None:
+    """litert-torch makes GELU and softmax int8 kernels between int8 neighbours, which LiteRT's
+    XNNPACK does not take; rewritten as DEQUANTIZE / float op / QUANTIZE they run inside it, and
+    the int8 outputs are the same codes (an int8 GELU / softmax is that float function requantized)."""
+    import contextlib
+    import shutil
+
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edge_mlp.arm64.inroot import executed_ops
+    from edge_mlp.converters.pt2e import quantize_pt2e
+    from edge_mlp.converters.tflite import TFLiteConverter, _interpreter, float_islands_in_delegate
+
+    torch.manual_seed(0)
+    model, x = _GeluSoftmax().eval(), torch.randn(1, 49, 16)
+    quantizer, rewrite, _ = TFLiteConverter().pt2e_recipe()
+    graph = quantize_pt2e(model, x, quantizer, [torch.randn(1, 49, 16) for _ in range(8)],
+                          lambda _: contextlib.nullcontext(), fold_quantize=False, rewrite=rewrite)
+    before, after = tmp_path / "int8_ops.tflite", tmp_path / "float_islands.tflite"
+    litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(before))
+    shutil.copy(before, after)
+    assert float_islands_in_delegate(after) == {"GELU": 1, "SOFTMAX": 1}
+    assert float_islands_in_delegate(after) == {}  # nothing int8 of those is left
+
+    outside = {p: sorted(executed_ops(_interpreter(p, delegates=True))) for p in (before, after)}
+    assert outside[before] == ["DELEGATE", "DELEGATE", "GELU", "SOFTMAX"]
+    assert outside[after] == ["DELEGATE"]
+    for delegates in (False, True):  # the reference kernels, then XNNPACK's
+        codes = []
+        for path in (before, after):
+            it = _interpreter(path, delegates=delegates)
+            inp, out = it.get_input_details()[0], it.get_output_details()[0]
+            assert inp["dtype"] == out["dtype"] == np.int8
+            batch = []
+            for seed in range(4):
+                it.set_tensor(inp["index"], np.random.default_rng(seed).integers(-128, 128, inp["shape"], np.int8))
+                it.invoke()
+                batch.append(it.get_tensor(out["index"]).astype(np.int32))
+            codes.append(np.stack(batch))
+        assert np.array_equal(codes[0], codes[1]), (delegates, np.abs(codes[0] - codes[1]).max())
 
 
 def _ort_optimized_ops(artifact: Path, out: Path) -> list[str]:
