@@ -37,6 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_mlp import quiet  # noqa: E402
+
+quiet.quiet_cli_process()  # progress bars and step logs off, as in `edge-mlp convert`: before tqdm loads
+
 README_BEGIN, README_END = "<!-- arm64-parity:begin -->", "<!-- arm64-parity:end -->"
 TARGETS = ("executorch", "tflite", "onnx")
 RUNTIME_NAMES = {"executorch": "ExecuTorch", "tflite": "LiteRT", "onnx": "ONNX Runtime"}

@@ -21,12 +21,16 @@ import time
 import warnings
 from pathlib import Path
 
-from edge_mlp import converters
-from edge_mlp.bench.measure import load_runner, time_interleaved
-from edge_mlp.convert import ConvertJob, convert
-from edge_mlp.manifest import Manifest
-from edge_mlp.models._registry import format_image_size
-from edge_mlp.parity import evaluation_set, run_parity
+from edge_mlp import quiet
+
+quiet.quiet_cli_process()  # progress bars and step logs off, as in `edge-mlp convert`: before tqdm loads
+
+from edge_mlp import converters  # noqa: E402
+from edge_mlp.bench.measure import load_runner, time_interleaved  # noqa: E402
+from edge_mlp.convert import ConvertJob, convert  # noqa: E402
+from edge_mlp.manifest import Manifest  # noqa: E402
+from edge_mlp.models._registry import format_image_size  # noqa: E402
+from edge_mlp.parity import evaluation_set, run_parity  # noqa: E402
 
 FP32_SIZES: list[int | tuple[int, int]] = [224, (288, 384), 320]
 INT8_SIZES: list[int | tuple[int, int]] = [224, (288, 384)]

@@ -20,10 +20,14 @@ import time
 import warnings
 from pathlib import Path
 
-from edge_mlp.convert import ConvertJob, convert
-from edge_mlp.converters import all_converters
-from edge_mlp.demo import DEMO_MODELS, demo_record
-from edge_mlp.parity import run_parity
+from edge_mlp import quiet
+
+quiet.quiet_cli_process()  # progress bars and step logs off, as in `edge-mlp convert`: before tqdm loads
+
+from edge_mlp.convert import ConvertJob, convert  # noqa: E402
+from edge_mlp.converters import all_converters  # noqa: E402
+from edge_mlp.demo import DEMO_MODELS, demo_record  # noqa: E402
+from edge_mlp.parity import run_parity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every target x precision of the registry (Core ML: the MIL interpreter off macOS).

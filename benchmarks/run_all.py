@@ -18,9 +18,13 @@ import time
 import warnings
 from pathlib import Path
 
-from edge_mlp.bench import BenchJob, run_bench, validate
-from edge_mlp.bench.output import markdown_table, plot, shift_markdown, write_csv, write_json
-from edge_mlp.bench.schema import BenchReport
+from edge_mlp import quiet
+
+quiet.quiet_cli_process()  # progress bars and step logs off, as in `edge-mlp convert`: before tqdm loads
+
+from edge_mlp.bench import BenchJob, run_bench, validate  # noqa: E402
+from edge_mlp.bench.output import markdown_table, plot, shift_markdown, write_csv, write_json  # noqa: E402
+from edge_mlp.bench.schema import BenchReport  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
