@@ -331,3 +331,16 @@ def test_markdown_table_lines_stay_single_rows() -> None:
     assert len(text.split("\n")) == 2 + len(data["results"]) and after == []
     assert ["odd name \\| with pipe", "pytorch-eager", "fp32", "slice"] in [r[:4] for r in rows]
     assert ["mixer_mobile", "pytorch-eager", "fp32", "none", "22.00"] in [r[:5] for r in rows]
+
+
+def test_machine_description_names_the_cpu_and_its_int8_features() -> None:
+    """Whether int8 pays depends on a dot-product instruction: the report says which the CPU has."""
+    from edge_mlp.bench.measure import machine_description
+
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n\n"
+           "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n")
+    assert machine_description(x86) == f"AMD EPYC, {os.cpu_count()} logical CPUs (AVX2, AVX-512, AVX-512 VNNI)"
+    avx2_only = x86.replace(" avx512f avx512_vnni", "")
+    assert machine_description(avx2_only).endswith("logical CPUs (AVX2)")
+    arm64 = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\n"
+    assert machine_description(arm64).endswith("logical CPUs (dot product, I8MM)")
