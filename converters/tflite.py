@@ -213,10 +213,9 @@ _FLOAT_ONLY_IN_XNNPACK = ("GELU", "SOFTMAX")
 def float_islands_in_delegate(path: Path) -> dict[str, int]:
     """Rewrite each int8 op of `_FLOAT_ONLY_IN_XNNPACK` in the .tflite at `path` as DEQUANTIZE ->
     the float op -> QUANTIZE into the same int8 tensor, so XNNPACK runs all three. LiteRT's int8 GELU
-    is a table of that float function requantized, so its codes stay equal; its int8 softmax is a
-    table-based approximation of the float one (codes equal wherever we compared: the test model,
-    cycle_mlp_mobile at 224). Returns how many of each op were rewritten; the file is rewritten
-    only when some were."""
+    is a table of that float function requantized, so its codes stay equal; its int8 softmax only
+    approximates the float one (the demo CycleMLP on the 10k test set: top-1 89.10 -> 89.04 %).
+    Returns how many of each op were rewritten; the file is rewritten only when some were."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
