@@ -55,7 +55,8 @@ class _GeluSoftmax(nn.Module):
 def test_int8_gelu_and_softmax_run_in_float_inside_the_delegate_with_the_same_codes(tmp_path: Path) -> None:
     """litert-torch makes GELU and softmax int8 kernels between int8 neighbours, which LiteRT's
     XNNPACK does not take; rewritten as DEQUANTIZE / float op / QUANTIZE they run inside it, and
-    the int8 outputs are the same codes (an int8 GELU / softmax is that float function requantized)."""
+    this model's int8 outputs keep their codes (LiteRT's int8 GELU is the float function tabulated;
+    its int8 softmax approximates the float one, equal on these inputs)."""
     import contextlib
     import shutil
 
