@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -162,6 +163,12 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _all_in_xnnpack(row: dict) -> bool:
+    """Whether the row's evidence ("1 partitions, 420/420 ops") says every op ran in XNNPACK."""
+    match = re.search(r"(\d+)/(\d+) ops", row.get("xnnpack_evidence", ""))
+    return bool(match) and match.group(1) == match.group(2)
+
+
 def summary(data: dict) -> str:
     """The paragraph under the table, from the numbers: what differs where, what the SME rows mean,
     what to do about ONNX Runtime int8."""
@@ -198,8 +205,11 @@ def summary(data: dict) -> str:
                      f"~0.024), with top-1 agreement {spread(moved, 'top1_agreement', '.2f')} % and identical "
                      "accuracy. Most likely causes: the float ops their int8 graphs keep between the int8 GEMMs "
                      "(GELU, norms, means), whose float rounding differs on the two architectures, so a value on a "
-                     "quantization boundary moves a step; and, for LiteRT, the ops it runs outside XNNPACK on its "
-                     "own kernels (GELU, SOFTMAX), whose x86 and arm64 builds differ")
+                     "quantization boundary moves a step")
+            outside = [r for r in moved if r["target"] == "tflite" and not _all_in_xnnpack(r)]
+            if outside:
+                text += ("; and, for LiteRT, the ops it runs outside XNNPACK on its own kernels, whose x86 and "
+                         "arm64 builds differ")
         parts.append(text + ".")
     sme = pick("max", "int8", ("executorch", "tflite"))
     if sme:
