@@ -191,6 +191,38 @@ class _SpaceToDepth(torch.nn.Module):
         return space_to_depth(x, self.merge.space_to_depth_kernel)
 
 
+@pytest.mark.parametrize("form", [NormForm.XNNPACK, NormForm.CHANNELS_LAST])
+def test_a_folded_patch_merging_exports_as_one_strided_conv(form: NormForm) -> None:
+    """In the delegate forms a folded PatchMerging normalizes its input and runs one 2x2 stride-2
+    conv: no space-to-depth (permute, one-hot convs, concat), the official outputs up to float
+    summation order."""
+    from edge_mlp.models.as_mlp import PatchMerging
+    from edge_mlp.ops.fold import fold_norm_affines
+
+    torch.manual_seed(0)
+    merge = PatchMerging(6).eval()
+    torch.nn.init.normal_(merge.norm.weight)
+    torch.nn.init.normal_(merge.norm.bias)
+    x = 3 * torch.randn(2, 6, 8, 10) + 1
+    official = merge(x)
+    folded, names = fold_norm_affines(merge)
+    assert names == ["norm"]
+    with using_forms(ExportForms(norms=form)):
+        program = torch.export.export(folded, (x,))
+    exported = program.module()(x)
+    assert exported.shape == official.shape == (2, 12, 4, 5)
+    assert (exported - official).abs().max() <= 1e-5 * (official.max() - official.min())
+    user_input = program.graph_signature.user_inputs[0]
+    on_data: set = set()  # the nodes the image flows through (the kernel's reshape / permute fold away)
+    for node in program.graph.nodes:
+        if node.name == user_input or any(a in on_data for a in node.all_input_nodes):
+            on_data.add(node)
+    ops = {str(n.target).split(".")[1] for n in on_data if n.op == "call_function"}
+    assert not {"permute", "cat", "slice"} & ops, ops  # (the XNNPACK norm reshapes its per-channel means)
+    convs = [n for n in on_data if n.op == "call_function" and "conv" in str(n.target)]
+    assert len(convs) == 1 and tuple(convs[0].args[1].meta["val"].shape) == (12, 6, 2, 2)
+
+
 @pytest.mark.parametrize("form", list(NormForm))
 def test_exported_group_norm_forms_match_the_stock_kernel(form: NormForm) -> None:
     from edge_mlp.ops.export_forms import GroupNorm1

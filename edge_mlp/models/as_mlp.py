@@ -10,9 +10,11 @@ from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..ops.export_forms import GroupNorm1, space_to_depth, space_to_depth_kernels
+from ..ops.export_forms import GroupNorm1, norm_form, space_to_depth, space_to_depth_kernels
 from ..ops.shift import axial_shift, axial_shift_groups, one_hot_kernel
+from ..options import NormForm
 from ._layers import drop_path_or_identity, to_2tuple
 from ._registry import DataConfig, FeatureInfo, IMAGENET_MEAN, IMAGENET_STD, InputSizes, register_family
 
@@ -121,8 +123,22 @@ class PatchMerging(nn.Module):
         _, _, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"PatchMerging needs an even feature map, got {h}x{w}")
+        if self.norm.weight is None and self.norm.bias is None and norm_form() is not NormForm.STOCK:
+            return self._forward_fused(x)
         x = space_to_depth(x, self.space_to_depth_kernel)
         return self.reduction(self.norm(x))
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The delegate export of a folded PatchMerging: no space-to-depth at all. The norm's one
+        group spans all of (4C, H/2, W/2), the same elements as x, so normalizing x gives the same
+        statistics; and a 1x1 conv after a 2x2 space-to-depth is a 2x2 stride-2 conv whose kernel
+        holds the 1x1 weights of channel (dw * 2 + dh) * C + c at [c, dh, dw]. Equal up to float
+        summation order; saves ExecuTorch's layout transposes (reshape / permute) and LiteRT's four
+        one-hot convs and concat per merge."""
+        weight = self.reduction.weight  # (2C, 4C, 1, 1), input channel (dw * 2 + dh) * C + c
+        out_channels, c = weight.shape[0], x.shape[1]
+        kernel = weight.reshape(out_channels, 2, 2, c).permute(0, 3, 2, 1)  # [o, c, dh, dw]
+        return F.conv2d(self.norm(x), kernel, self.reduction.bias, stride=2)
 
 
 class BasicLayer(nn.Module):
