@@ -124,7 +124,7 @@ class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
     precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8, *IOS18_PRECISIONS)
-    typical_seconds = {"fp32": 8, "int8": 55, "fp16": 16, "w8": 17, "w4": 18, "pal4": 26, "pal6": 53}
+    typical_seconds = {"fp32": 14, "int8": 63, "fp16": 23, "w8": 20, "w4": 21, "pal4": 31, "pal6": 47}
     default_precision = Precision.FP16
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
