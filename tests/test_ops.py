@@ -240,3 +240,18 @@ def test_exported_group_norm_forms_match_the_stock_kernel(form: NormForm) -> Non
         shapes = [n.meta["val"].dim() for n in program.graph.nodes
                   if n.op == "call_function" and hasattr(n.meta.get("val"), "dim") and n.args[0].op != "get_attr"]
         assert all(d == 4 for d in shapes), shapes
+
+
+@pytest.mark.parametrize("form", [NormForm.XNNPACK, NormForm.CHANNELS_LAST])
+def test_an_unfolded_group_norm_multiplies_the_full_tensor_twice(form: NormForm) -> None:
+    """gamma joins the tiny rsqrt scale before it meets the activation: the full-size multiplies
+    are the variance's square and the scaling, not a third `* gamma` (a full pass in the delegates)."""
+    from edge_mlp.ops.export_forms import GroupNorm1
+
+    norm = GroupNorm1(1, 12).eval()
+    x = torch.randn(2, 12, 7, 5)
+    with using_forms(ExportForms(norms=form)):
+        program = torch.export.export(norm, (x,))
+    full_muls = [n for n in program.graph.nodes if n.op == "call_function" and str(n.target).startswith("aten.mul")
+                 and tuple(n.meta["val"].shape) == tuple(x.shape)]
+    assert len(full_muls) == 2, [str(n.target) for n in full_muls]

@@ -89,9 +89,11 @@ class GroupNorm1(nn.GroupNorm):
                 return t.mean((2, 3), keepdim=True).mean(1, keepdim=True)
 
         centered = x - mean_chw(x)
-        y = centered * torch.rsqrt(mean_chw(centered * centered) + self.eps)
+        scale = torch.rsqrt(mean_chw(centered * centered) + self.eps)
         if self.weight is not None:  # None once folded into the next layer (edge_mlp.ops.fold)
-            y = y * self.weight.reshape(1, c, 1, 1)
+            # gamma joins the (B, 1, 1, 1) scale first: one full-tensor multiply instead of two
+            scale = scale * self.weight.reshape(1, c, 1, 1)
+        y = centered * scale
         return y + self.bias.reshape(1, c, 1, 1) if self.bias is not None else y
 
 
