@@ -119,11 +119,17 @@ class PatchMerging(nn.Module):
         # The channels-last export form's one-hot kernels; not in the state dict.
         self.register_buffer("space_to_depth_kernel", space_to_depth_kernels(dim), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, input_is_output: bool = False) -> torch.Tensor:
+        """`input_is_output`: x is also returned (a backbone's feature map). ExecuTorch 1.5's
+        XNNPACK layout pass then leaves that int8 output channels-last when all of x's consumers
+        run NHWC, as in the fused form, and the program fails at run time ("Attempted to resize a
+        static tensor"); the space-to-depth form keeps x NCHW, so such a merge is not fused there."""
         _, _, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"PatchMerging needs an even feature map, got {h}x{w}")
-        if self.norm.weight is None and self.norm.bias is None and norm_form() is not NormForm.STOCK:
+        form = norm_form()
+        folded = self.norm.weight is None and self.norm.bias is None
+        if folded and form is not NormForm.STOCK and not (input_is_output and form is NormForm.XNNPACK):
             return self._forward_fused(x)
         x = space_to_depth(x, self.space_to_depth_kernel)
         return self.reduction(self.norm(x))
@@ -163,12 +169,12 @@ class BasicLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_stage(x)[1]
 
-    def forward_stage(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_stage(self, x: torch.Tensor, returned: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(the stage's output before its PatchMerging: the feature map a detector takes, the next
-        stage's input)."""
+        stage's input); `returned`: the caller returns the first one too."""
         for blk in self.blocks:
             x = blk(x)
-        return x, (self.downsample(x) if self.downsample is not None else x)
+        return x, (self.downsample(x, input_is_output=returned) if self.downsample is not None else x)
 
 
 class PatchEmbed(nn.Module):
@@ -245,7 +251,7 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
         x = self.pos_drop(self.patch_embed(x))
         outs = []
         for i, layer in enumerate(self.layers[: self.out_indices[-1] + 1]):
-            out, x = layer.forward_stage(x)
+            out, x = layer.forward_stage(x, returned=i in self.out_indices)
             if i in self.out_indices:
                 outs.append(out)
         return tuple(outs)
