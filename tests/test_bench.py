@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,19 @@ def test_bad_bench_input_exits_2(argv: list[str], message: str, capsys) -> None:
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_two_artifacts_of_one_row_are_refused_before_any_work(artifacts, tmp_path: Path, capsys) -> None:
+    """An A/B of two exports of the same model, runtime, precision and lowering would share one
+    report row (the second silently replacing the first): refused in one line, exit 2."""
+    pte = Path(next(a for a in artifacts if a.endswith(".pte")))
+    copy = tmp_path / "b" / pte.name
+    copy.parent.mkdir()
+    shutil.copy(pte, copy)
+    shutil.copy(f"{pte}.manifest.json", f"{copy}.manifest.json")
+    assert main(["bench", str(pte), str(copy), "--runs", "1", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{pte} and {copy} are both as_mlp_mobile on executorch-xnnpack" in err and err.count("\n") == 1
 
 
 def test_android_without_adb_or_device_exits_2(artifacts, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -77,13 +77,29 @@ def _input(manifest: Manifest) -> np.ndarray:
     return rng.standard_normal(manifest.input.shape).astype(np.float32)
 
 
+def _row_key(manifest: Manifest) -> tuple[str, str, str, str]:
+    return (manifest.model.name, BACKENDS[manifest.target.name], str(manifest.precision), manifest.shift_lowering.used)
+
+
+def _check_one_artifact_per_row(artifacts: list[tuple[Path, Manifest]]) -> None:
+    """A report has one row per model, runtime, precision and lowering: a second artifact with the
+    same four would replace the first one's row unseen (an A/B of two exports), so it is refused."""
+    seen: dict[tuple, Path] = {}
+    for artifact, manifest in artifacts:
+        if manifest.target.name not in TIMED_TARGETS:
+            raise EdgeMlpError(f"{artifact.name}: {manifest.target.name} artifacts cannot be timed on this host")
+        key = _row_key(manifest)
+        if key in seen and seen[key].resolve() != artifact.resolve():
+            model, backend, precision, lowering = key
+            raise EdgeMlpError(f"{seen[key]} and {artifact} are both {model} on {backend} {precision} (shift "
+                               f"{lowering}), and a report has one row for each; time them in separate bench runs")
+        seen[key] = artifact
+
+
 def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> _Entry:
-    target = manifest.target.name
-    if target not in TIMED_TARGETS:
-        raise EdgeMlpError(f"{artifact.name}: {target} artifacts cannot be timed on this host")
-    converter = get_converter(target)
-    key = (manifest.model.name, BACKENDS[target], manifest.precision, manifest.shift_lowering.used)
-    return _Entry(key, lambda: converter.open_model(artifact, threads=threads).bind(x), macs, artifact, manifest)
+    converter = get_converter(manifest.target.name)
+    return _Entry(_row_key(manifest), lambda: converter.open_model(artifact, threads=threads).bind(x), macs,
+                  artifact, manifest)
 
 
 def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray) -> list[_Entry]:
@@ -146,13 +162,16 @@ def run_bench(job: BenchJob, progress: Callable[[str], None] = lambda _: None) -
     keep = Path(job.keep_artifacts) if job.keep_artifacts else None
     with tempfile.TemporaryDirectory(prefix="edge-mlp-bench-") as tmp:
         out_dir = keep or Path(tmp)
+        given = [open_artifact(s) for s in job.sources if Path(s).exists()]
+        _check_one_artifact_per_row(given)  # before any conversion
         artifacts: list[tuple[Path, Manifest]] = []
         for source in job.sources:
             if Path(source).exists():
-                artifacts.append(open_artifact(source))
+                artifacts.append(given.pop(0))
             else:
                 progress(f"converting {source} for {', '.join(job.targets)} x {', '.join(job.precisions)}")
                 artifacts.extend(_convert_all(job, source, out_dir))
+        _check_one_artifact_per_row(artifacts)  # a named model converted to what an artifact given is
         return _measure(job, artifacts, progress)
 
 
