@@ -81,9 +81,10 @@ def _row_key(manifest: Manifest) -> tuple[str, str, str, str]:
     return (manifest.model.name, BACKENDS[manifest.target.name], str(manifest.precision), manifest.shift_lowering.used)
 
 
-def _check_one_artifact_per_row(artifacts: list[tuple[Path, Manifest]]) -> None:
-    """A report has one row per model, runtime, precision and lowering: a second artifact with the
-    same four would replace the first one's row unseen (an A/B of two exports), so it is refused."""
+def _check_timeable(artifacts: list[tuple[Path, Manifest]]) -> None:
+    """Each artifact's runtime runs on this host, and no two share a report row: a report has one
+    row per model, runtime, precision and lowering, so a second artifact with the same four would
+    replace the first one's row unseen (an A/B of two exports); it is refused."""
     seen: dict[tuple, Path] = {}
     for artifact, manifest in artifacts:
         if manifest.target.name not in TIMED_TARGETS:
@@ -162,16 +163,16 @@ def run_bench(job: BenchJob, progress: Callable[[str], None] = lambda _: None) -
     keep = Path(job.keep_artifacts) if job.keep_artifacts else None
     with tempfile.TemporaryDirectory(prefix="edge-mlp-bench-") as tmp:
         out_dir = keep or Path(tmp)
-        given = [open_artifact(s) for s in job.sources if Path(s).exists()]
-        _check_one_artifact_per_row(given)  # before any conversion
+        given = {s: open_artifact(s) for s in job.sources if Path(s).exists()}
+        _check_timeable(list(given.values()))  # before any conversion
         artifacts: list[tuple[Path, Manifest]] = []
         for source in job.sources:
-            if Path(source).exists():
-                artifacts.append(given.pop(0))
+            if source in given:
+                artifacts.append(given[source])
             else:
                 progress(f"converting {source} for {', '.join(job.targets)} x {', '.join(job.precisions)}")
                 artifacts.extend(_convert_all(job, source, out_dir))
-        _check_one_artifact_per_row(artifacts)  # a named model converted to what an artifact given is
+        _check_timeable(artifacts)  # also a named model converted to what a given artifact is
         return _measure(job, artifacts, progress)
 
 
