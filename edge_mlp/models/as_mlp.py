@@ -251,8 +251,9 @@ class AS_MLP(nn.Module):  # noqa: N801 - the official class name
         x = self.pos_drop(self.patch_embed(x))
         outs = []
         for i, layer in enumerate(self.layers[: self.out_indices[-1] + 1]):
-            out, x = layer.forward_stage(x, returned=i in self.out_indices)
-            if i in self.out_indices:
+            returned = i in self.out_indices
+            out, x = layer.forward_stage(x, returned=returned)
+            if returned:
                 outs.append(out)
         return tuple(outs)
 
