@@ -222,3 +222,40 @@ def test_core_ml_conversion_keeps_a_callers_frozen_objects_frozen() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_core_ml_pass_pipelines_validate_the_program_once_and_still_refuse_an_invalid_one(monkeypatch) -> None:
+    """coremltools validates a MIL program after each graph pass; within pipelines_validated_once
+    a pipeline validates once, at its end, and an invalid program still fails there."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import Program
+    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipeline, PassPipelineManager
+
+    from edge_mlp.converters.coreml import pipelines_validated_once
+
+    def program() -> Program:
+        @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))])
+        def prog(x):
+            return mb.relu(x=mb.add(x=mb.mul(x=x, y=2.0), y=1.0))
+
+        return prog
+
+    original = PassPipelineManager.__dict__["apply_pipeline"].__func__
+    validations = []
+    validate = Program.validate
+    monkeypatch.setattr(Program, "validate", lambda self, **kw: (validations.append(kw), validate(self, **kw))[1])
+    PassPipelineManager.apply_pipeline(program(), PassPipeline.DEFAULT)
+    passes = len(PassPipeline.DEFAULT.passes)
+    assert len(validations) == passes + 1
+    validations.clear()
+    with pipelines_validated_once():
+        prog = program()
+        PassPipelineManager.apply_pipeline(prog, PassPipeline.DEFAULT)
+    assert validations == [{"check_essential_scope": True}]  # DEFAULT has dead-code elimination
+
+    broken = program()
+    relu = broken.functions["main"].operations[-1]
+    relu.outputs[0]._child_ops.append(relu)  # a consumer that does not read the var: invalid state
+    with pipelines_validated_once(), pytest.raises(Exception, match="should be consumed by op"):
+        PassPipelineManager.apply_pipeline(broken, PassPipeline.EMPTY)
+    assert PassPipelineManager.apply_pipeline is original  # restored
