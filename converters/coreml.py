@@ -153,7 +153,7 @@ class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
     precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8, *IOS18_PRECISIONS)
-    typical_seconds = {"fp32": 14, "int8": 63, "fp16": 23, "w8": 20, "w4": 21, "pal4": 31, "pal6": 47}
+    typical_seconds = {"fp32": 11, "int8": 54, "fp16": 13, "w8": 15, "w4": 17, "pal4": 26, "pal6": 44}
     default_precision = Precision.FP16
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
