@@ -153,7 +153,7 @@ class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
     precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8, *IOS18_PRECISIONS)
-    typical_seconds = {"fp32": 11, "int8": 54, "fp16": 13, "w8": 15, "w4": 17, "pal4": 26, "pal6": 44}
+    typical_seconds = {"fp32": 12, "int8": 51, "fp16": 15, "w8": 18, "w4": 19, "pal4": 28, "pal6": 47}
     default_precision = Precision.FP16
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"
