@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edge_mlp.converters.coreml import earlier_objects_frozen
+from edge_mlp.converters.coreml import earlier_objects_frozen, pipelines_validated_once
 from edge_mlp.mil import KERNELS, MilInterpreter, MilProgramError, UnsupportedMilOpError
 from edge_mlp.mil.interpreter import UnsupportedMilOpVersionError, UnsupportedMilShapeError
 
@@ -127,7 +127,8 @@ def _builder_program(shape: tuple[Any, ...], body: Callable[[Any, Any], Any], op
 def _save(source: Any, path: Path, precision: str, opset: str = "iOS17", **convert_args: Any) -> Path:
     import coremltools as ct
 
-    with warnings.catch_warnings(), earlier_objects_frozen():  # a third of the MIL op tests' time otherwise
+    # frozen objects: a third of the MIL op tests' time otherwise; one validation per pass pipeline
+    with warnings.catch_warnings(), earlier_objects_frozen(), pipelines_validated_once():
         warnings.simplefilter("ignore")
         mlmodel = ct.convert(source, minimum_deployment_target=getattr(ct.target, opset), convert_to="mlprogram",
                              compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
