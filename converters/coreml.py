@@ -121,7 +121,8 @@ def earlier_objects_frozen() -> Iterator[None]:
 
 @contextlib.contextmanager
 def pipelines_validated_once() -> Iterator[None]:
-    """Within: each coremltools pass pipeline validates the MIL program once, after its last pass.
+    """Within: each coremltools pass pipeline validates the MIL program once, after its last pass
+    (ct.convert runs three; each weight compression runs them again on its result).
 
     coremltools validates the whole program before its pipeline and again after each of its ~110
     graph passes (every op's inputs against every consumer's): 45 % of as_mlp_mobile's int8
@@ -198,7 +199,7 @@ class CoreMLConverter(Converter):
         compression: dict[str, Any] = {}
         if request.precision in _COMPRESSION:
             stage = "palettize" if request.precision in (Precision.PAL4, Precision.PAL6) else "quantize"
-            with request.stage(stage):
+            with request.stage(stage), pipelines_validated_once():  # compression re-runs the pipelines
                 compressed = [compress_weights(m, request.precision, kept_weights(p, m, request.float_modules))
                               for m, p in zip(mlmodels, programs)]
             mlmodels = [m for m, _ in compressed]
