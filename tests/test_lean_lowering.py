@@ -75,6 +75,38 @@ def test_lowering_restores_executorch_and_torch_as_they_were() -> None:
     assert patched() == before
 
 
+def test_the_edge_dtype_check_runs_once_per_distinct_graph_and_still_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExecuTorch re-runs its dtype check (an interpreter pass over the whole graph) for every
+    program a pass rebuilds; within the lean lowering a graph whose ops see the dtypes of one
+    already checked is not checked again (same bytes), and a violation still raises every time."""
+    from executorch.exir.verification import verifier
+
+    from edge_mlp.converters.lean_lowering import dtype_signature, lean_lowering
+
+    runs: list[str] = []  # the graphs the real check ran on
+    check = verifier._check_tensor_args_matching_op_allowed_dtype
+    monkeypatch.setattr(verifier, "_check_tensor_args_matching_op_allowed_dtype",
+                        lambda gm: (runs.append(dtype_signature(gm)), check(gm))[1])
+    module, x = _ConvBatchNormReLU(), torch.randn(1, 3, 8, 8)
+    full, _ = _lower(module, x, lean=False)
+    full_runs, runs[:] = len(runs), []
+    lean, skipped = _lower(module, x, lean=True)
+    assert lean == full
+    assert len(runs) == len(set(runs)) < full_runs
+    assert skipped.count("dtype check") == full_runs - len(runs)
+
+    def violation(gm: torch.fx.GraphModule) -> None:
+        raise verifier.SpecViolationError("dtype violation")
+
+    monkeypatch.setattr(verifier, "_check_tensor_args_matching_op_allowed_dtype", violation)
+    gm = torch.fx.symbolic_trace(nn.ReLU())
+    with lean_lowering():
+        for _ in range(2):  # a graph that failed is not remembered as checked
+            with pytest.raises(verifier.SpecViolationError):
+                verifier._check_tensor_args_matching_op_allowed_dtype(gm)
+    assert verifier._check_tensor_args_matching_op_allowed_dtype is violation  # restored
+
+
 def test_a_zoo_model_lowers_to_the_same_bytes(converted: Callable[..., Any], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """AS-MLP (its shift as depthwise convs, the norms in XNNPACK's form, GELU, patch merging)
