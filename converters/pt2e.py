@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -62,16 +63,67 @@ def quantize_pt2e(
     return quantized
 
 
+_SEARCHABLE = (torch.float32, torch.float64)
+
+
+def histogram_range_search(observer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """HistogramObserver._non_linear_param_search (torchao 0.18), step for step and with the same
+    result, but comparing the cumulative histogram as Python floats: the original indexes a 0-d
+    tensor for each comparison, tens of thousands per search as its bounds move by 1e-5 of the
+    total. A float32 tensor compared with a Python float compares in float32, so each bound is
+    rounded to float32 here as torch does; the quantization errors are computed by the observer's
+    own method."""
+    histogram = observer.histogram
+    assert histogram.size()[0] == observer.bins, "bins mismatch"
+    if histogram.dtype not in _SEARCHABLE:
+        raise ValueError(f"a {histogram.dtype} histogram: only float32 and float64 are searched here")
+    as_histogram_dtype: Callable[[float], float] = (
+        (lambda v: float(np.float32(v))) if histogram.dtype == torch.float32 else float)
+    bin_width = (observer.max_val - observer.min_val) / observer.bins
+    total = torch.sum(histogram).item()
+    c_sum = torch.cumsum(histogram, dim=0).tolist()  # float32 values, exactly, as Python floats
+    stepsize = 1e-5
+    alpha, beta = 0.0, 1.0
+    start_bin, end_bin = 0, observer.bins - 1
+    norm_min = float("inf")
+    while alpha < beta:
+        next_alpha = alpha + stepsize
+        next_beta = beta - stepsize
+        low, high = as_histogram_dtype(next_alpha * total), as_histogram_dtype(next_beta * total)
+        left, right = start_bin, end_bin
+        while left < end_bin and c_sum[left] < low:
+            left += 1
+        while right > start_bin and c_sum[right] > high:
+            right -= 1
+        next_start_bin, next_end_bin = start_bin, end_bin
+        if (left - start_bin) > (end_bin - right):
+            next_start_bin = left
+            alpha = next_alpha
+        else:
+            next_end_bin = right
+            beta = next_beta
+        if next_start_bin == start_bin and next_end_bin == end_bin:
+            continue
+        norm = observer._compute_quantization_error(next_start_bin, next_end_bin)
+        if norm > norm_min:
+            break
+        norm_min = norm
+        start_bin, end_bin = next_start_bin, next_end_bin
+    return observer.min_val + bin_width * start_bin, observer.min_val + bin_width * (end_bin + 1)
+
+
 @contextmanager
 def histogram_qparams_once() -> Iterator[list[int]]:
-    """Within: a HistogramObserver computes its params once per state. `convert_pt2e` asks each
-    observer again for every node it quantizes (as_mlp_mobile on LiteRT's recipe: 655 searches over
-    2048-bin histograms, 8 ms each, 413 of them distinct); the search is a pure function of
-    the observer's histogram and range, so the answer is reused while they are unchanged (their
-    tensors' version counters). Yields [computed, reused] counts."""
+    """Within: a HistogramObserver computes its params once per state, with its range search in
+    Python floats (histogram_range_search). `convert_pt2e` asks each observer again for every node
+    it quantizes (as_mlp_mobile on LiteRT's recipe: 655 searches over 2048-bin histograms, 413 of
+    them distinct); the search is a pure function of the observer's histogram and range, so the
+    answer is reused while they are unchanged (their tensors' version counters). Yields
+    [computed, reused] counts."""
     from torchao.quantization.pt2e.observer import HistogramObserver
 
     search = HistogramObserver.calculate_qparams
+    range_search = HistogramObserver._non_linear_param_search
     counts = [0, 0]
     answers: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -86,10 +138,13 @@ def histogram_qparams_once() -> Iterator[list[int]]:
         return scale.clone(), zero_point.clone()
 
     HistogramObserver.calculate_qparams = calculate_qparams
+    HistogramObserver._non_linear_param_search = (  # type: ignore[method-assign]
+        lambda self: histogram_range_search(self) if self.histogram.dtype in _SEARCHABLE else range_search(self))
     try:
         yield counts
     finally:
         HistogramObserver.calculate_qparams = search
+        HistogramObserver._non_linear_param_search = range_search
 
 
 def quantize_request(converter: Converter, request: ConversionRequest,

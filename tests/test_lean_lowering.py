@@ -258,3 +258,37 @@ def test_histogram_params_are_searched_once_per_observer_state() -> None:
         second = observer.calculate_qparams()
     assert counts == [2, 0] and not torch.equal(first[0], second[0])
     assert HistogramObserver.calculate_qparams is search  # restored
+
+
+def test_histogram_range_search_gives_torchaos_answer() -> None:
+    """The range search in Python floats returns what torchao's own search returns, on crafted
+    histograms: sparse spikes, ties, heavy tails, float32 counts up to 2^24 and a float64 one.
+    Three of these 300 need the bounds rounded to float32 as torch's comparison does (without that
+    rounding they differ)."""
+    import numpy as np
+    from torchao.quantization.pt2e.observer import HistogramObserver
+
+    from edge_mlp.converters.pt2e import histogram_range_search
+
+    rng = np.random.default_rng(1)
+    for i in range(300):
+        observer = HistogramObserver()
+        kind = i % 4
+        if kind == 0:
+            counts = rng.integers(0, 5, observer.bins).astype(np.float32) * float(rng.integers(1, 1 << 20))
+        elif kind == 1:
+            counts = np.zeros(observer.bins, np.float32)
+            spikes = rng.integers(0, observer.bins, int(rng.integers(1, 40)))
+            counts[spikes] = rng.integers(1, 1 << 24, spikes.size)
+            if i % 8 == 1:
+                counts = counts.astype(np.float64)
+        elif kind == 2:
+            bump = np.exp(-((np.arange(observer.bins) - rng.uniform(0, observer.bins)) / rng.uniform(5, 500)) ** 2)
+            counts = (bump * 10 ** rng.uniform(2, 8)).astype(np.float32).round()
+        else:
+            counts = rng.pareto(1.5, observer.bins).astype(np.float32) * 1000
+        observer.histogram = torch.from_numpy(counts)
+        observer.min_val = torch.tensor(float(rng.uniform(-10, 0)))
+        observer.max_val = torch.tensor(float(rng.uniform(0.1, 10)))
+        expected = observer._non_linear_param_search()
+        assert all(torch.equal(a, b) for a, b in zip(histogram_range_search(observer), expected)), i
