@@ -115,3 +115,38 @@ def test_workers_start_the_longest_conversion_first() -> None:
                             calib="synthetic")).steps
     longest = max(steps, key=expected_seconds)
     assert longest.precision.calibrated and longest.converter.target != "onnx"
+
+
+def test_calibration_runs_on_one_thread_whatever_the_process_uses() -> None:
+    """Observers' statistics follow the float summation order, which follows the thread count:
+    calibrated on one thread always, an int8 artifact is the same bits converted in a worker (one
+    thread each) or alone in the CLI's process (`--jobs 1`, every core)."""
+    import contextlib
+
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    from edge_mlp.converters.pt2e import quantize_pt2e
+
+    threads: list[int] = []
+
+    class Recorded(list):  # the calibration batches, noting the thread count as each is used
+        def __iter__(self) -> Any:
+            for batch in super().__iter__():
+                threads.append(torch.get_num_threads())
+                yield batch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(1, 3, 8, 8)
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        quantize_pt2e(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)).eval(), x, quantizer, Recorded([x, x]),
+                      lambda name: contextlib.nullcontext())
+        assert threads == [1, 1]
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)
