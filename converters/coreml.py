@@ -154,7 +154,7 @@ class CoreMLConverter(Converter):
     target = "coreml"
     suffix = ".mlpackage"
     precisions = (Precision.FP16, Precision.FP32, Precision.INT8, Precision.W8, *IOS18_PRECISIONS)
-    typical_seconds = {"fp32": 12, "int8": 51, "fp16": 15, "w8": 18, "w4": 19, "pal4": 28, "pal6": 47}
+    typical_seconds = {"fp32": 8.5, "int8": 37, "fp16": 12, "w8": 10, "w4": 11, "pal4": 18, "pal6": 34}
     default_precision = Precision.FP16
     preferred_lowering = ShiftLowering.SLICE
     lowering_reason = "slice: maps to slice_by_index/concat, which Core ML runs natively; no roll op in MIL"

@@ -83,7 +83,7 @@ class ExecuTorchConverter(Converter):
     target = "executorch"
     suffix = ".pte"
     precisions = (Precision.FP32, Precision.INT8)
-    typical_seconds = {"fp32": 28, "int8": 62}
+    typical_seconds = {"fp32": 15, "int8": 45}
     default_precision = Precision.INT8
     preferred_lowering = ShiftLowering.CONV
     lowering_reason = "conv: the delegate runs each shift as one depthwise conv"
