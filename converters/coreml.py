@@ -133,6 +133,9 @@ def pipelines_validated_once() -> Iterator[None]:
     from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
 
     apply = PassPipelineManager.apply_pipeline
+    if getattr(apply, "_edge_mlp_once", False):  # already inside: nothing more to patch
+        yield
+        return
 
     def apply_pipeline(prog: Any, pass_pipeline: Any) -> None:
         prog.validate = lambda check_essential_scope=False: None  # shadows Program.validate meanwhile
@@ -142,6 +145,7 @@ def pipelines_validated_once() -> Iterator[None]:
             del prog.validate
         prog.validate(check_essential_scope="common::dead_code_elimination" in pass_pipeline.passes)
 
+    apply_pipeline._edge_mlp_once = True  # type: ignore[attr-defined]
     PassPipelineManager.apply_pipeline = staticmethod(apply_pipeline)
     try:
         yield

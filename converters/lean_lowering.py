@@ -18,9 +18,9 @@ on 2 distinct graphs, 3.6 s of a 37.8 s lowering.
 module does not know always runs), skips a decomposition of a program that is functional already
 and holds none of the table's ops (ExecuTorch's own test on its other partitioner path), runs the
 dtype check once per distinct graph (the same ops reading the same dtypes in the same argument
-positions pass or fail it alike), and shares the provenance records instead of copying them. The `.pte` bytes stay the same
-(tests/test_lean_lowering.py; measured on every model x precision); int8 lowering takes about half
-the time.
+positions pass or fail it alike), and shares the provenance records instead of copying them. The
+`.pte` bytes stay the same (tests/test_lean_lowering.py; measured on every model x precision);
+int8 lowering takes about half the time.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def test_core_ml_pass_pipelines_validate_the_program_once_and_still_refuse_an_in
     passes = len(PassPipeline.DEFAULT.passes)
     assert len(validations) == passes + 1
     validations.clear()
-    with pipelines_validated_once():
+    with pipelines_validated_once(), pipelines_validated_once():  # nested: the outer patch stays
         prog = program()
         PassPipelineManager.apply_pipeline(prog, PassPipeline.DEFAULT)
     assert validations == [{"check_essential_scope": True}]  # DEFAULT has dead-code elimination
