@@ -50,7 +50,13 @@ def quantize_pt2e(
             rewrite(graph)
     with stage("quantize"):
         prepared = prepare_pt2e(graph, quantizer)
-    with stage("calibrate"), torch.no_grad(), one_thread():
+    from edge_mlp.bench.measure import torch_threads
+
+    # One thread: the observers' statistics follow the float summation order, which follows the
+    # thread count. Calibrated on two threads (`convert --jobs 1` here) and on one (each of two
+    # workers), as_mlp_mobile's int8 `.tflite` differed; on one always, an artifact is the same bits
+    # however many workers or cores convert it.
+    with stage("calibrate"), torch.no_grad(), torch_threads(1):
         for batch in calibration:
             prepared(batch)
     with stage("quantize"), histogram_qparams_once():
@@ -110,20 +116,6 @@ def histogram_range_search(observer: Any) -> tuple[torch.Tensor, torch.Tensor]:
         norm_min = norm
         start_bin, end_bin = next_start_bin, next_end_bin
     return observer.min_val + bin_width * start_bin, observer.min_val + bin_width * (end_bin + 1)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Within: torch computes on one thread. The observers' statistics follow the float summation
-    order, which follows the thread count: calibrated on two threads (`convert --jobs 1` here) and
-    on one (each of two workers), as_mlp_mobile's int8 `.tflite` differed. On one thread always,
-    an artifact is the same bits however many workers or cores convert it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @contextmanager
