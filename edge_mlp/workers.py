@@ -68,9 +68,13 @@ class _PipeProgress:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    for other in _SIGNALS:  # once: a second signal must not break the unwinding (or print a traceback)
-        signal.signal(other, signal.SIG_IGN)
+    # Muted first: a second signal that arrives after its handler became SIG_IGN makes Python print
+    # "OSError: Signal 15 ignored due to race condition" with a traceback (Ctrl-C reaches the worker
+    # and the parent's SIGTERM follows), which must go nowhere. One arriving before is this
+    # handler again, and raises the same interrupt.
     _mute()
+    for other in _SIGNALS:  # once: a second signal must not break the unwinding
+        signal.signal(other, signal.SIG_IGN)
     raise KeyboardInterrupt  # unwinds through the worker's staging folders, which remove themselves
 
 
