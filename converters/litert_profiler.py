@@ -56,6 +56,11 @@ _SIGNATURES: dict[str, list[Any]] = {
     "LiteRtGetNumProfilerEvents": [_P, C.POINTER(C.c_int)],
     "LiteRtGetProfilerEvents": [_P, C.c_int, C.POINTER(_Event)],
 }
+# Each releases what one LiteRtCreate* above made (void functions); a session calls them in this
+# order when it closes. Without them every profiled model stayed in memory with its XNNPACK
+# runtime (about 70 MB for a one-op model), which ran a loop of profiles out of memory.
+_DESTRUCTORS = ("LiteRtDestroyTensorBuffer", "LiteRtDestroyCompiledModel", "LiteRtDestroyOptions",
+                "LiteRtDestroyModel", "LiteRtDestroyEnvironment")
 
 
 def _library() -> C.CDLL:
@@ -67,6 +72,9 @@ def _library() -> C.CDLL:
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = argtypes, C.c_int
+        for name in _DESTRUCTORS:
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = [_P], None
     except (OSError, AttributeError) as err:
         raise EdgeMlpError(f"this ai-edge-litert has no LiteRT C profiler API ({err}); "
                            "profile with benchmark_model --enable_op_profiling instead") from None
@@ -81,23 +89,45 @@ def _check(status: int, what: str) -> None:
 class _Session:
     def __init__(self, lib: C.CDLL, path: Path, threads: int) -> None:
         self.lib, self._alive = lib, []  # option payloads must outlive the compiled model
-        env, model, options = _P(), _P(), _P()
+        self.env, self.model, self.options, self.compiled = _P(), _P(), _P(), _P()
+        self.inputs: list[_P] = []
+        self.outputs: list[_P] = []
+        try:
+            self._open(path, threads)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, path: Path, threads: int) -> None:
+        lib, env = self.lib, self.env
         _check(lib.LiteRtCreateEnvironment(0, None, C.byref(env)), "environment")
-        _check(lib.LiteRtCreateModelFromFile(env, str(path).encode(), C.byref(model)), "model")
-        _check(lib.LiteRtCreateOptions(C.byref(options)), "options")
-        _check(lib.LiteRtSetOptionsHardwareAccelerators(options, _CPU), "CPU accelerator")
-        self._option(options, "runtime_options_string", "enable_profiling = true\n")
-        self._option(options, "xnnpack", f"num_threads = {threads}\n")
-        self.compiled = _P()
-        _check(lib.LiteRtCreateCompiledModel(env, model, options, C.byref(self.compiled)), "compile")
+        _check(lib.LiteRtCreateModelFromFile(env, str(path).encode(), C.byref(self.model)), "model")
+        _check(lib.LiteRtCreateOptions(C.byref(self.options)), "options")
+        _check(lib.LiteRtSetOptionsHardwareAccelerators(self.options, _CPU), "CPU accelerator")
+        self._option(self.options, "runtime_options_string", "enable_profiling = true\n")
+        self._option(self.options, "xnnpack", f"num_threads = {threads}\n")
+        _check(lib.LiteRtCreateCompiledModel(env, self.model, self.options, C.byref(self.compiled)), "compile")
         signature = _P()
-        _check(lib.LiteRtGetModelSignature(model, 0, C.byref(signature)), "signature")
-        self.inputs = self._buffers(env, signature, "Input")
-        self.outputs = self._buffers(env, signature, "Output")
+        _check(lib.LiteRtGetModelSignature(self.model, 0, C.byref(signature)), "signature")
+        self._buffers(env, signature, "Input", self.inputs)
+        self._buffers(env, signature, "Output", self.outputs)
         self.profiler = _P()
         _check(lib.LiteRtCompiledModelGetProfiler(self.compiled, C.byref(self.profiler)), "profiler")
         if not self.profiler.value:
             raise EdgeMlpError("LiteRT profiler: this runtime ignored enable_profiling")
+
+    def close(self) -> None:
+        """Releases what the session created, last first (the profiler belongs to the compiled model,
+        the opaque options to the options); each handle once."""
+        lib = self.lib
+        for buffer in self.inputs + self.outputs:
+            lib.LiteRtDestroyTensorBuffer(buffer)
+        self.inputs, self.outputs = [], []
+        for handle, destroy in ((self.compiled, lib.LiteRtDestroyCompiledModel), (self.options, lib.LiteRtDestroyOptions),
+                                (self.model, lib.LiteRtDestroyModel), (self.env, lib.LiteRtDestroyEnvironment)):
+            if handle.value:
+                destroy(handle)
+                handle.value = None
 
     def _option(self, options: _P, ident: str, toml: str) -> None:
         payload = C.create_string_buffer(toml.encode())
@@ -108,10 +138,10 @@ class _Session:
                                                   C.byref(opaque)), f"option {ident}")
         _check(self.lib.LiteRtAddOpaqueOptions(options, opaque), f"option {ident}")
 
-    def _buffers(self, env: _P, signature: _P, kind: str) -> list[_P]:
+    def _buffers(self, env: _P, signature: _P, kind: str, buffers: list[_P]) -> None:
+        """Appends each buffer as it is made, so a failure part-way still releases the ones before."""
         count = C.c_size_t()
         getattr(self.lib, f"LiteRtGetNumSignature{kind}s")(signature, C.byref(count))
-        buffers = []
         for i in range(count.value):
             tensor, requirements, buffer = _P(), _P(), _P()
             tensor_type = C.create_string_buffer(512)  # LiteRtRankedTensorType, passed through opaquely
@@ -122,7 +152,6 @@ class _Session:
             _check(self.lib.LiteRtCreateManagedTensorBufferFromRequirements(env, tensor_type, requirements,
                                                                             C.byref(buffer)), f"{kind} buffer")
             buffers.append(buffer)
-        return buffers
 
     def write_input(self, data: np.ndarray) -> None:
         size, address = C.c_size_t(), _P()
@@ -154,6 +183,14 @@ def profile_runs(path: Path, data: np.ndarray, threads: int, runs: int) -> tuple
 
     with native_stderr():  # the C API logs its set-up and accelerator probing at INFO level
         session = _Session(_library(), path, threads)
+    try:
+        return _profiled(session, data, runs)
+    finally:
+        with native_stderr():
+            session.close()
+
+
+def _profiled(session: _Session, data: np.ndarray, runs: int) -> tuple[list[list[tuple[str, float]]], list[float]]:
     session.write_input(data)
     run = session.runner()
     run()  # warm-up, not recorded

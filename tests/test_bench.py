@@ -111,6 +111,24 @@ def test_profile_prints_nothing_of_the_runtimes_own(converted, capfd: pytest.Cap
     assert out == "" and err == "", err
 
 
+def test_litert_profiles_release_their_runtime(converted) -> None:
+    """Each LiteRT profile creates an environment, model, compiled model and buffers through the C
+    API; unreleased, every call kept about 70 MB (a loop of profiles in benchmarks/shift_kernels.py
+    ran out of memory)."""
+    import numpy as np
+
+    from edge_mlp.bench.measure import current_rss_mb
+    from edge_mlp.converters import get_converter
+
+    artifact = converted("as_mlp_mobile", "tflite", "int8").artifact
+    converter, x = get_converter("tflite"), np.zeros((1, 3, 64, 64), np.float32)
+    converter.profile(artifact, x, threads=1, runs=1)  # first call: libraries and allocator pools
+    before = current_rss_mb()
+    for _ in range(8):
+        converter.profile(artifact, x, threads=1, runs=1)
+    assert current_rss_mb() - before < 40, f"{current_rss_mb() - before:.0f} MB kept by 8 profiles"
+
+
 def test_shift_cost_compares_each_lowering_with_the_shift_removed(report) -> None:
     from edge_mlp.convert import auto_lowering
     from edge_mlp.converters import get_converter
