@@ -81,12 +81,14 @@ def quiet_cli_process() -> None:
 def native_stderr() -> Iterator[None]:
     """Run a block with file descriptor 2 captured, then pass on every line that is not known
     native noise (_NATIVE_NOISE). For short calls into native runtimes and converters: output of
-    the block appears when it ends."""
+    the block appears when it ends. An interrupted block's output is dropped (the CLI reports the
+    interrupt), and a process muted inside the block (`mute_process`) stays muted."""
     sys.stderr.flush()
     saved, python_stderr = os.dup(2), sys.stderr
     # pybind11 runtimes (ExecuTorch) may log through Python's sys.stderr rather than the fd
     sys.stderr = python_capture = io.StringIO()
     failed: BaseException | None = None
+    interrupted = False
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
@@ -94,9 +96,19 @@ def native_stderr() -> Iterator[None]:
         except Exception as err:
             failed = err
             raise
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             sys.stderr = python_stderr
-            os.dup2(saved, 2)
+            # Muted meanwhile: fd 2 goes straight to /dev/null, never back to the terminal for a
+            # moment (a signal checked in between would print there).
+            if _muted:
+                devnull = _devnull()
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            else:
+                os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             text = captured.read().decode(errors="replace") + python_capture.getvalue()
@@ -105,9 +117,32 @@ def native_stderr() -> Iterator[None]:
                 # The runtime's own account of the failure (e.g. ExecuTorch's "[program.cpp:114] File
                 # size is too small"): the caller's one-line error tells it (see native_log).
                 failed.native_log = "".join(kept).strip()  # type: ignore[attr-defined]
-            elif kept:
+            elif kept and not interrupted and not _muted:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+_muted = False
+
+
+def _devnull() -> int:
+    return os.open(os.devnull, os.O_WRONLY)
+
+
+def mute_process() -> None:
+    """From now on, everything this process writes to fds 1 and 2 goes nowhere, including what a
+    `native_stderr` block around the caller would restore or pass on. For a conversion worker being
+    stopped: the parent reports the interrupt, and a worker's own last words (a second signal's
+    "Signal 15 ignored due to race condition", a C++ abort while torch.export unwinds) are noise."""
+    global _muted
+    _muted = True
+    try:
+        devnull = _devnull()
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def native_log(err: BaseException) -> str | None:

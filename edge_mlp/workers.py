@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from .errors import EdgeMlpError
+from .quiet import mute_process
 
 # Memory the default worker count keeps available per worker: twice the largest peak we measured
 # (as_mlp_mobile at 224, int8, peak RSS of one conversion: LiteRT 1.06 GB, ExecuTorch 0.93 GB,
@@ -68,26 +69,14 @@ class _PipeProgress:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    # Muted first: a second signal that arrives after its handler became SIG_IGN makes Python print
-    # "OSError: Signal 15 ignored due to race condition" with a traceback (Ctrl-C reaches the worker
-    # and the parent's SIGTERM follows), which must go nowhere. One arriving before is this
-    # handler again, and raises the same interrupt.
-    _mute()
+    # Muted first, for good (quiet.mute_process): Ctrl-C reaches the worker and the parent's SIGTERM
+    # follows; one tripped before this handler made it SIG_IGN is reported by Python as "OSError:
+    # Signal 15 ignored due to race condition" with a traceback, which must go nowhere, also when
+    # it lands inside a quiet.native_stderr block that would restore and replay the stderr.
+    mute_process()
     for other in _SIGNALS:  # once: a second signal must not break the unwinding
         signal.signal(other, signal.SIG_IGN)
     raise KeyboardInterrupt  # unwinds through the worker's staging folders, which remove themselves
-
-
-def _mute() -> None:
-    """Nothing a stopped worker prints is for the user: the parent reports the interrupt. Unwinding
-    torch.export at an arbitrary point can end in a C++ abort ("trying to set the current
-    FakeTensorMode, but one already exists") whose stack dump would otherwise reach the terminal."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-    except OSError:
-        pass
 
 
 def _thread_local_tqdm_lock() -> None:

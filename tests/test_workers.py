@@ -150,3 +150,47 @@ def test_calibration_runs_on_one_thread_whatever_the_process_uses() -> None:
         assert torch.get_num_threads() == 2  # restored
     finally:
         torch.set_num_threads(before)
+
+
+# A worker stopped inside a quiet.native_stderr block, as in the lowering stage. Ctrl-C reaches it
+# with the process group and the parent's SIGTERM follows (both real signals here, to the real
+# handler). A SIGTERM that lands while the handler is switching both signals to SIG_IGN is reported
+# by Python as "OSError: Signal 15 ignored due to race condition" with a traceback, on sys.stderr,
+# while the interrupt unwinds; that window cannot be forced, so the block writes what it wrote. CI
+# saw it reach the terminal: the block captured it and passed it on, and gave the stderr back.
+_STOPPED_IN_A_QUIET_BLOCK = """
+import os, signal, sys
+from edge_mlp import quiet, workers
+sys.unraisablehook = workers._quiet_unraisable
+both = [signal.SIGINT, signal.SIGTERM]
+for signum in both:
+    signal.signal(signum, workers._raise_interrupt)
+try:
+    with quiet.native_stderr():
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, both)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+            for _ in range(1000):
+                pass
+        finally:
+            sys.stderr.write("OSError: Signal 15 ignored due to race condition\\n")
+            os.write(2, b"a native stack dump while unwinding\\n")
+    sys.exit(1)  # not reached: the handler raised KeyboardInterrupt
+except KeyboardInterrupt:
+    pass
+sys.stderr.write("written after the interrupt\\n")
+os.write(2, b"native write after the interrupt\\n")
+sys.exit(3)
+"""
+
+
+def test_a_stopped_worker_prints_nothing_even_inside_a_quiet_block() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _STOPPED_IN_A_QUIET_BLOCK], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "" and done.stderr == "", done.stderr
