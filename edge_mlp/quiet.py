@@ -77,6 +77,9 @@ def quiet_cli_process() -> None:
         os.environ.setdefault(key, value)
 
 
+_muted = False  # mute_process() was called: fds 1 and 2 stay on /dev/null
+
+
 @contextmanager
 def native_stderr() -> Iterator[None]:
     """Run a block with file descriptor 2 captured, then pass on every line that is not known
@@ -104,9 +107,7 @@ def native_stderr() -> Iterator[None]:
             # Muted meanwhile: fd 2 goes straight to /dev/null, never back to the terminal for a
             # moment (a signal checked in between would print there).
             if _muted:
-                devnull = _devnull()
-                os.dup2(devnull, 2)
-                os.close(devnull)
+                _to_devnull(2)
             else:
                 os.dup2(saved, 2)
             os.close(saved)
@@ -122,11 +123,11 @@ def native_stderr() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-_muted = False
-
-
-def _devnull() -> int:
-    return os.open(os.devnull, os.O_WRONLY)
+def _to_devnull(*fds: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in fds:
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def mute_process() -> None:
@@ -137,10 +138,7 @@ def mute_process() -> None:
     global _muted
     _muted = True
     try:
-        devnull = _devnull()
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        _to_devnull(1, 2)
     except OSError:
         pass
 

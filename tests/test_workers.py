@@ -156,8 +156,8 @@ def test_calibration_runs_on_one_thread_whatever_the_process_uses() -> None:
 # with the process group and the parent's SIGTERM follows (both real signals here, to the real
 # handler). A SIGTERM that lands while the handler is switching both signals to SIG_IGN is reported
 # by Python as "OSError: Signal 15 ignored due to race condition" with a traceback, on sys.stderr,
-# while the interrupt unwinds; that window cannot be forced, so the block writes what it wrote. CI
-# saw it reach the terminal: the block captured it and passed it on, and gave the stderr back.
+# while the interrupt unwinds; that window cannot be forced, so the block writes that report itself.
+# CI saw it reach the terminal: the block captured it, gave fd 2 back and passed the report on.
 _STOPPED_IN_A_QUIET_BLOCK = """
 import os, signal, sys
 from edge_mlp import quiet, workers
