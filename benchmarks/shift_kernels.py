@@ -59,8 +59,9 @@ def three_tap_steps(channels: int, shift_size: int) -> list[list[tuple[int, int,
     left = list(axial_shift_groups(channels, shift_size))
     steps = []
     while any(s for _, _, s in left):
-        steps.append([(a, b, max(-1, min(1, s))) for a, b, s in left])
-        left = [(a, b, s - max(-1, min(1, s))) for a, b, s in left]
+        step = [(a, b, max(-1, min(1, s))) for a, b, s in left]
+        steps.append(step)
+        left = [(a, b, s - moved) for (a, b, s), (_, _, moved) in zip(left, step)]
     return steps
 
 
@@ -119,10 +120,6 @@ def stages(model: str, img_size: int) -> list[dict]:
              "shift_size": config["shift_size"]} for i, depth in enumerate(config["depths"])]
 
 
-def kernel_rows(profile) -> list[dict]:
-    return [{"op": o.op, "calls": o.calls, "us": round(o.ms * 1000, 1)} for o in profile.ops]
-
-
 def _is_shift_kernel(op: str) -> bool:
     return op.startswith("Convolution") or "convolution" in op
 
@@ -162,11 +159,11 @@ def summarize(artifact: dict) -> dict:
     ops = {op: calls for r in rounds for op, (calls, _) in r.items()}
     rows = [{"op": op, "calls": calls, "us": round(float(np.median([r.get(op, (0, 0.0))[1] for r in rounds])), 1)}
             for op, calls in ops.items()]
-    shift = float(np.median([sum(us for op, (_, us) in r.items() if _is_shift_kernel(op)) for r in rounds]))
+    per_round = [sum(us for op, (_, us) in r.items() if _is_shift_kernel(op)) for r in rounds]
     keep = {k: v for k, v in artifact.items() if k not in ("path", "input", "rounds")}
-    return {**keep, "shift_us": round(shift, 1), "shift_us_per_round": [
-        round(sum(us for op, (_, us) in r.items() if _is_shift_kernel(op)), 1) for r in rounds],
-        "kernels": sorted(rows, key=lambda r: -r["us"])}
+    return {**keep, "shift_us": round(float(np.median(per_round)), 1),
+            "shift_us_per_round": [round(us, 1) for us in per_round],
+            "kernels": sorted(rows, key=lambda r: -r["us"])}
 
 
 def per_inference(rows: list[dict]) -> list[dict]:
