@@ -52,14 +52,26 @@ class _Program(HostModel):
         import torch
 
         inputs, method = [torch.from_numpy(x)], self._method(x)
-        return lambda: method.execute(inputs)
+        return lambda: execute(method, inputs)
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import numpy as np
         import torch
 
-        results = self._method(x).execute([torch.from_numpy(np.ascontiguousarray(x, np.float32))])
+        results = execute(self._method(x), [torch.from_numpy(np.ascontiguousarray(x, np.float32))])
         return [r.numpy() for r in results]
+
+
+def execute(method: Any, inputs: list) -> Any:
+    """`method.execute(inputs)` with PyTorch's intra-op threads at 1. The pybindings copy input
+    and output tensors with PyTorch ops, and on more threads a copy wakes PyTorch's OpenMP team,
+    which then spins for about 8 ms: for the whole execution, on a core that XNNPACK's own threads
+    need (measured: 1x1 convs at 48x56x56, 2 threads, 6.6 ms against 3.4 ms). A deployed runner
+    has no PyTorch at all."""
+    from edge_mlp.bench.measure import torch_threads
+
+    with torch_threads(1):
+        return method.execute(inputs)
 
 
 def parse_executor_runner(text: str) -> tuple[int, float]:
@@ -188,9 +200,9 @@ class ExecuTorchConverter(Converter):
             program = Runtime.get().load_program(str(artifact), enable_etdump=True, debug_buffer_size=0)
             method = program.load_method("forward")
         inputs = [torch.from_numpy(x)]
-        method.execute(inputs)  # warm-up: recorded too, dropped below
+        execute(method, inputs)  # warm-up: recorded too, dropped below
         for _ in range(runs):
-            method.execute(inputs)
+            execute(method, inputs)
         with tempfile.TemporaryDirectory(prefix="edge-mlp-etdump-") as tmp:
             etdump = Path(tmp) / "run.etdp"
             program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))

@@ -376,3 +376,60 @@ def test_machine_description_names_the_cpu_and_its_int8_features() -> None:
     assert machine_description(avx2_only).endswith("logical CPUs (AVX2)")
     arm64 = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\n"
     assert machine_description(arm64).endswith("logical CPUs (dot product, I8MM)")
+
+
+def _cpu_of_other_threads_ms(seconds: float = 0.05) -> float:
+    """CPU the process burns while this thread sleeps: what its other threads do meanwhile."""
+    import time
+
+    start = time.process_time()
+    time.sleep(seconds)
+    return (time.process_time() - start) * 1000.0
+
+
+def test_timing_starts_each_call_once_spinning_threads_are_idle() -> None:
+    """After a parallel PyTorch op its OpenMP team spins for about 8 ms; timed right after, the next
+    backend shared its cores with it (benchmarks/neighbours.py). `settle` returns only once no
+    thread of the process burns CPU."""
+    import torch
+
+    from edge_mlp.bench.measure import settle, torch_threads
+
+    with torch_threads(2):
+        x = torch.randn(1 << 22)
+        x.add_(1.0)  # wakes the OpenMP team
+        settle()
+        assert _cpu_of_other_threads_ms() < 1.0
+        assert settle() < 0.05  # an idle process: one window or two
+
+
+def test_an_executorch_call_leaves_no_pytorch_thread_spinning(tmp_path: Path) -> None:
+    """The pybindings copy inputs and outputs with PyTorch ops. With PyTorch on 2 threads, copying
+    a large output woke its OpenMP team, which spun on for about 8 ms: through the next call, on the
+    core XNNPACK's second thread needs (1x1 convs at 48x56x56: 6.6 ms against 3.4 ms)."""
+    from contextlib import nullcontext
+
+    import numpy as np
+    import torch
+
+    from edge_mlp.bench.measure import settle, torch_threads
+    from edge_mlp.converters import ConversionRequest, get_converter
+
+    class Double(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2.0
+
+    x = torch.randn(1, 64, 64, 64)  # 262,144 values: PyTorch copies them on all its threads
+    converter = get_converter("executorch")
+    request = ConversionRequest(model=Double().eval(), example=x, precision="fp32", calibration=[x], work_dir=tmp_path,
+                                stem="double", num_classes=1, stage=lambda _: nullcontext())
+    program = converter.load(converter.convert(request).path, threads=2)
+    with torch_threads(2):
+        call = program.bind(x.numpy())
+        call()
+        settle()
+        for run in (call, lambda: program.outputs(x.numpy())):
+            run()
+            assert _cpu_of_other_threads_ms() < 2.0
+        assert torch.get_num_threads() == 2
+    assert np.array_equal(program.outputs(x.numpy())[0], (x * 2.0).numpy())

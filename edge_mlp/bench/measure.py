@@ -2,7 +2,10 @@
 targets' runtimes load through `Converter.load(artifact, threads)`).
 
 Every backend is timed in the same process, round-robin (one call each per round), so drift on a
-shared machine (other jobs, thermal state) hits all of them alike and ratios stay meaningful.
+shared machine (other jobs, thermal state) hits all of them alike and ratios stay meaningful. Each
+call starts once the process's other threads have gone idle (`settle`): thread pools spin for a
+while after a call (PyTorch's OpenMP team for about 8 ms here), and a spinning pool takes a core
+from whichever backend is timed next, so a backend's time would depend on its neighbour.
 """
 
 from __future__ import annotations
@@ -74,10 +77,30 @@ def load_runner(key: tuple, make: Callable[[], Call], warmup: int) -> Runner:
     return Runner(key, call, round(current_rss_mb() - before, 1))
 
 
-def time_interleaved(runners: list[Runner], runs: int) -> dict[tuple, Latency]:
+def settle(window_s: float = 0.005, idle_fraction: float = 0.05, limit_s: float = 0.2) -> float:
+    """Sleep until the process's threads stop using CPU (one `window_s` in which they used less
+    than `idle_fraction` of it), at most `limit_s`; the seconds waited. The calling thread sleeps
+    meanwhile, so the process's CPU time is what the other threads burn: a pool spinning for its
+    next task shows up as about one window per spinning thread. The window spans more than one
+    scheduler tick (4 ms at 250 Hz): the kernel adds a running thread's time to the process's at
+    ticks, and in 2 ms windows a spinning OpenMP thread looked idle half the time."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        cpu = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - cpu < idle_fraction * window_s:
+            break
+    return time.perf_counter() - start
+
+
+def time_interleaved(runners: list[Runner], runs: int, settled: bool = True) -> dict[tuple, Latency]:
+    """`runs` rounds of one call per runner, each call started on a settled process (`settle`;
+    `settled=False` only to show what the timing was without it, benchmarks/neighbours.py)."""
     samples: dict[tuple, list[float]] = {r.key: [] for r in runners}
     for _ in range(runs):
         for r in runners:
+            if settled:
+                settle()
             start = time.perf_counter()
             r.call()
             samples[r.key].append((time.perf_counter() - start) * 1000.0)
