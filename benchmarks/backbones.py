@@ -7,7 +7,9 @@ interpreter) at every size it takes, checks the bounds of issue 15 (fp32: each o
 <= 1e-4 x its range; int8: each output's cosine >= 0.99), times the host runtimes per size,
 interleaved in one process, and writes JSON plus a markdown table for the README.
 
-    .venv/bin/python benchmarks/backbones.py [--models as_mlp_mobile cycle_mlp_mobile] [--images 16]
+    .venv/bin/python benchmarks/backbones.py [--models as_mlp_mobile cycle_mlp_mobile] [--images 16] [--print]
+
+It rewrites the README table between its `backbones` markers (`--print`: only that, from the JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -37,6 +40,7 @@ INT8_SIZES: list[int | tuple[int, int]] = [224, (288, 384)]
 FP32_REL_BOUND = 1e-4  # max |diff| / range, each output
 INT8_COSINE_BOUND = 0.99  # cosine, each output
 DATA = "edge_mlp/assets/fashion_mnist_eval2000.npz"
+README_BEGIN, README_END = "<!-- backbones:begin -->", "<!-- backbones:end -->"
 
 
 def _parity_rows(artifact: Path, images: int) -> list[dict]:
@@ -95,7 +99,11 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/backbones.json")
     parser.add_argument("--merge", action="store_true",
                         help="replace only these models' and targets' rows in an existing --json")
+    parser.add_argument("--print", action="store_true", help="only render the JSON into the README")
     args = parser.parse_args()
+    if args.print:
+        _render_readme(json.loads(Path(args.json).read_text())["markdown"])
+        return
     warnings.simplefilter("ignore")
     parity, conversions, artifacts = [], [], []
     with tempfile.TemporaryDirectory() as out:
@@ -124,7 +132,16 @@ def main() -> None:
                 _write(args, conversions, parity, [])
         latency = _latencies(artifacts, args.threads, args.runs)
     _write(args, conversions, parity, latency)
-    print(json.loads(Path(args.json).read_text())["markdown"])
+    _render_readme(json.loads(Path(args.json).read_text())["markdown"])
+
+
+def _render_readme(markdown: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from parity_table import replace_between
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme.write_text(replace_between(readme.read_text(), README_BEGIN, README_END, markdown))
+    print(markdown)
 
 
 def _write(args: argparse.Namespace, conversions: list[dict], parity: list[dict], latency: list[dict]) -> None:
