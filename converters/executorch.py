@@ -64,10 +64,10 @@ class _Program(HostModel):
 
 def execute(method: Any, inputs: list) -> Any:
     """`method.execute(inputs)` with PyTorch's intra-op threads at 1. The pybindings copy input
-    and output tensors with PyTorch ops, and on more threads a copy wakes PyTorch's OpenMP team,
-    which then spins for about 8 ms: for the whole execution, on a core that XNNPACK's own threads
-    need (measured: 1x1 convs at 48x56x56, 2 threads, 6.6 ms against 3.4 ms). A deployed runner
-    has no PyTorch at all."""
+    and output tensors with PyTorch ops, and on more threads a large copy wakes PyTorch's OpenMP
+    team, which then spins for about 8 ms: through the next execution, on a core that XNNPACK's own
+    threads need (measured: a chain of 41 1x1 convs at 48x56x56, 2 threads, 6.6 ms against 3.4 ms).
+    A deployed runner has no PyTorch at all."""
     from edge_mlp.bench.measure import torch_threads
 
     with torch_threads(1):

@@ -81,9 +81,9 @@ def settle(window_s: float = 0.005, idle_fraction: float = 0.05, limit_s: float 
     """Sleep until the process's threads stop using CPU (one `window_s` in which they used less
     than `idle_fraction` of it), at most `limit_s`; the seconds waited. The calling thread sleeps
     meanwhile, so the process's CPU time is what the other threads burn: a pool spinning for its
-    next task shows up as about one window per spinning thread. The window spans more than one
-    scheduler tick (4 ms at 250 Hz): the kernel adds a running thread's time to the process's at
-    ticks, and in 2 ms windows a spinning OpenMP thread looked idle half the time."""
+    next task shows up as about one window per spinning thread. The window is longer than a
+    scheduler tick: the process's CPU clock took in a spinning OpenMP thread's time in tick-sized
+    steps, and with 2 ms windows `settle` returned while that thread still had 4-8 ms to spin."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit_s:
         cpu = time.process_time()
@@ -93,14 +93,12 @@ def settle(window_s: float = 0.005, idle_fraction: float = 0.05, limit_s: float 
     return time.perf_counter() - start
 
 
-def time_interleaved(runners: list[Runner], runs: int, settled: bool = True) -> dict[tuple, Latency]:
-    """`runs` rounds of one call per runner, each call started on a settled process (`settle`;
-    `settled=False` only to show what the timing was without it, benchmarks/neighbours.py)."""
+def time_interleaved(runners: list[Runner], runs: int) -> dict[tuple, Latency]:
+    """`runs` rounds of one call per runner, each call started on a settled process (`settle`)."""
     samples: dict[tuple, list[float]] = {r.key: [] for r in runners}
     for _ in range(runs):
         for r in runners:
-            if settled:
-                settle()
+            settle()
             start = time.perf_counter()
             r.call()
             samples[r.key].append((time.perf_counter() - start) * 1000.0)
