@@ -390,7 +390,9 @@ def _cpu_of_other_threads_ms(seconds: float = 0.05) -> float:
 def test_timing_starts_each_call_once_spinning_threads_are_idle() -> None:
     """After a parallel PyTorch op its OpenMP team spins for about 8 ms; timed right after, the next
     backend shared its cores with it (benchmarks/neighbours.py). `settle` returns only once no
-    thread of the process burns CPU."""
+    other thread of the process is running or runnable: also under load (CI runs two workers on
+    two cores), where a first version that watched CPU time in 5 ms windows took a spinning thread
+    the scheduler had set aside for an idle one."""
     import torch
 
     from edge_mlp.bench.measure import settle, torch_threads

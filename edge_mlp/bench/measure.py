@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,19 +78,45 @@ def load_runner(key: tuple, make: Callable[[], Call], warmup: int) -> Runner:
     return Runner(key, call, round(current_rss_mb() - before, 1))
 
 
-def settle(window_s: float = 0.005, idle_fraction: float = 0.05, limit_s: float = 0.2) -> float:
-    """Sleep until the process's threads stop using CPU (one `window_s` in which they used less
-    than `idle_fraction` of it), at most `limit_s`; the seconds waited. The calling thread sleeps
-    meanwhile, so the process's CPU time is what the other threads burn: a pool spinning for its
-    next task shows up as about one window per spinning thread. The window is longer than a
-    scheduler tick: the process's CPU clock took in a spinning OpenMP thread's time in tick-sized
-    steps, and with 2 ms windows `settle` returned while that thread still had 4-8 ms to spin."""
+def _runnable_threads() -> int | None:
+    """Threads of this process, other than the caller, that are running or waiting for a CPU
+    (state R in /proc); None where there is no /proc task list."""
+    me = threading.get_native_id()
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    runnable = 0
+    for tid in tids:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread has just ended
+            continue
+        runnable += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
+    return runnable
+
+
+def settle(poll_s: float = 0.001, limit_s: float = 0.2) -> float:
+    """Sleep until no other thread of the process is running or runnable, at most `limit_s`; the
+    seconds waited. A pool spinning for its next task is runnable whether or not it has a CPU just
+    then, so the thread states tell, also on a loaded machine: a CPU-time window (the first version)
+    saw a spinning thread that the scheduler had set aside as idle. Without /proc, the process's CPU
+    time over 5 ms windows (longer than a scheduler tick) stands in."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit_s:
-        cpu = time.process_time()
-        time.sleep(window_s)
-        if time.process_time() - cpu < idle_fraction * window_s:
+        runnable = _runnable_threads()
+        if runnable == 0:
             break
+        if runnable is None:
+            cpu = time.process_time()
+            time.sleep(0.005)
+            if time.process_time() - cpu < 0.00025:
+                break
+        else:
+            time.sleep(poll_s)
     return time.perf_counter() - start
 
 
