@@ -137,10 +137,9 @@ def main() -> None:
 
 def _render_readme(markdown: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from parity_table import replace_between
+    from parity_table import rewrite_readme_section
 
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    readme.write_text(replace_between(readme.read_text(), README_BEGIN, README_END, markdown))
+    rewrite_readme_section(README_BEGIN, README_END, markdown)
     print(markdown)
 
 

@@ -143,10 +143,9 @@ def main() -> None:
         report = {"model": MODEL, "img_size": 224, "threads": args.threads, "runs": args.runs,
                   "machine": measure.machine_description(), "platform": platform.platform(), "rows": rows}
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    from parity_table import replace_between
+    from parity_table import rewrite_readme_section
 
-    readme = ROOT / "README.md"
-    readme.write_text(replace_between(readme.read_text(), README_BEGIN, README_END, markdown(report)))
+    rewrite_readme_section(README_BEGIN, README_END, markdown(report))
     print(markdown(report))
 
 

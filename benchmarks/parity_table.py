@@ -53,6 +53,12 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
     return text + f"\n{block}\n"
 
 
+def rewrite_readme_section(begin: str, end: str, body: str) -> None:
+    """The project README's block between `begin` and `end` markers becomes `body`."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme.write_text(replace_between(readme.read_text(), begin, end, body))
+
+
 def size_kb(row: dict) -> str:
     return f"{row['size_bytes'] / 1e3:,.0f} kB" if "size_bytes" in row else "-"
 

@@ -47,7 +47,6 @@ from edge_mlp.models import create_model  # noqa: E402
 from edge_mlp.ops.shift import axial_shift, axial_shift_groups, one_hot_kernel, shift_channel_groups  # noqa: E402
 from edge_mlp.options import ShiftLowering, using_forms  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 README_BEGIN, README_END = "<!-- shift-kernels:begin -->", "<!-- shift-kernels:end -->"
 TARGETS = ("executorch", "tflite")
@@ -224,10 +223,9 @@ def main() -> None:
                   "machine": machine_description(), "platform": platform.platform(), "stages": shapes,
                   "rows": rows, "per_inference": per_inference(rows)}
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    from parity_table import replace_between
+    from parity_table import rewrite_readme_section
 
-    readme = ROOT / "README.md"
-    readme.write_text(replace_between(readme.read_text(), README_BEGIN, README_END, markdown(report)))
+    rewrite_readme_section(README_BEGIN, README_END, markdown(report))
     print(markdown(report))
 
 
