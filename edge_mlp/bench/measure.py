@@ -95,7 +95,7 @@ def _runnable_threads() -> int | None:
                 stat = f.read()
         except OSError:  # the thread has just ended
             continue
-        runnable += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
+        runnable += stat[stat.rindex(b")") + 2] == ord("R")  # the state follows "(comm) "
     return runnable
 
 
