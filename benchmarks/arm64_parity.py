@@ -318,7 +318,11 @@ def main() -> None:
                     n = images_for(cpu, args.sme_images)
                     n = min(n, args.limit) if args.limit else n
                     specs.append((paths[(model, target, precision)], model, target, precision, cpu, n))
-    order = {s[1:5]: i for i, s in enumerate(specs)}
+    # Canonical row order over every demo model, so kept rows of models not run now (--resume with
+    # --models) sort too.
+    every = [(m, t, p, c) for m in dict.fromkeys([*DEMO_MODELS, *models]) for t in TARGETS for p in PRECISIONS
+             for c in dict.fromkeys([*CPUS, *args.cpus])]
+    order = {key: i for i, key in enumerate(every)}
     todo = [s for s in specs if s[1:] not in kept]
     todo.sort(key=lambda s: -s[5] * COST.get((s[4], s[3], s[2]), COST[(s[4], s[3])]))
     rows = list(kept.values())

@@ -139,7 +139,7 @@ class OnnxConverter(Converter):
     target = "onnx"
     suffix = ".onnx"
     precisions = (Precision.FP32, Precision.INT8)
-    typical_seconds = {"fp32": 1.6, "int8": 7}
+    typical_seconds = {"fp32": 1.2, "int8": 7}
     default_precision = Precision.INT8  # faster than fp32 in ORT on CPU for all three families (README Latency)
     folds_norm_affines = True
     preferred_lowering = ShiftLowering.SLICE

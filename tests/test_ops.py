@@ -242,6 +242,19 @@ def test_exported_group_norm_forms_match_the_stock_kernel(form: NormForm) -> Non
         assert all(d == 4 for d in shapes), shapes
 
 
+def test_the_channels_last_group_norm_takes_each_statistic_in_one_mean() -> None:
+    """LiteRT's form averages (C, H, W) in one MEAN per statistic (mean, variance), not a
+    per-channel mean and then one over the channels: one op fewer per statistic, and faster."""
+    from edge_mlp.ops.export_forms import GroupNorm1
+
+    norm = GroupNorm1(1, 12).eval()
+    x = torch.randn(2, 12, 7, 5)
+    with using_forms(ExportForms(norms=NormForm.CHANNELS_LAST)):
+        program = torch.export.export(norm, (x,))
+    means = [n for n in program.graph.nodes if n.op == "call_function" and str(n.target).startswith("aten.mean")]
+    assert [sorted(int(d) % 4 for d in n.args[1]) for n in means] == [[1, 2, 3], [1, 2, 3]], means
+
+
 @pytest.mark.parametrize("form", [NormForm.XNNPACK, NormForm.CHANNELS_LAST])
 def test_an_unfolded_group_norm_multiplies_the_full_tensor_twice(form: NormForm) -> None:
     """gamma joins the tiny rsqrt scale before it meets the activation: the full-size multiplies
