@@ -22,7 +22,6 @@ benchmarks/results/neighbours.json and the README table between its markers (`--
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -136,17 +135,15 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "neighbours.json"))
     parser.add_argument("--print", action="store_true", help="only render the JSON into the README")
     args = parser.parse_args()
-    if args.print:
-        report = json.loads(Path(args.json).read_text())
-    else:
-        rows = measure_all(Path(args.artifacts), args.threads, args.runs)
-        report = {"model": MODEL, "img_size": 224, "threads": args.threads, "runs": args.runs,
-                  "machine": measure.machine_description(), "platform": platform.platform(), "rows": rows}
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    from parity_table import rewrite_readme_section
 
-    rewrite_readme_section(README_BEGIN, README_END, markdown(report))
-    print(markdown(report))
+    def report() -> dict:
+        rows = measure_all(Path(args.artifacts), args.threads, args.runs)
+        return {"model": MODEL, "img_size": 224, "threads": args.threads, "runs": args.runs,
+                "machine": measure.machine_description(), "platform": platform.platform(), "rows": rows}
+
+    from parity_table import publish_report
+
+    publish_report(Path(args.json), README_BEGIN, README_END, markdown, None if args.print else report)
 
 
 if __name__ == "__main__":

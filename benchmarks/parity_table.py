@@ -19,6 +19,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from edge_mlp import quiet
 
@@ -57,6 +58,20 @@ def rewrite_readme_section(begin: str, end: str, body: str) -> None:
     """The project README's block between `begin` and `end` markers becomes `body`."""
     readme = Path(__file__).resolve().parents[1] / "README.md"
     readme.write_text(replace_between(readme.read_text(), begin, end, body))
+
+
+def publish_report(json_path: Path, begin: str, end: str, markdown: Callable[[dict], str],
+                   measure: Callable[[], dict] | None) -> None:
+    """A benchmark's report into its JSON and its README section: `measure()`'s report is written
+    to `json_path` first; without `measure` (`--print`) the report already there is rendered."""
+    if measure is None:
+        report = json.loads(json_path.read_text())
+    else:
+        report = measure()
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+    body = markdown(report)
+    rewrite_readme_section(begin, end, body)
+    print(body)
 
 
 def size_kb(row: dict) -> str:

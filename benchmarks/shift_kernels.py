@@ -23,7 +23,6 @@ tiny models' input / output conversions are left out.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -207,9 +206,8 @@ def main() -> None:
     parser.add_argument("--print", action="store_true", help="only render the JSON into the README")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    if args.print:
-        report = json.loads(Path(args.json).read_text())
-    else:
+
+    def report() -> dict:
         shapes = stages(args.model, args.img_size)
         with tempfile.TemporaryDirectory() as tmp:
             artifacts = [convert_one(stage, variant, target, precision, Path(tmp))
@@ -219,14 +217,13 @@ def main() -> None:
                 for artifact in artifacts:
                     profile_round(artifact, args.runs)
         rows = [summarize(a) for a in artifacts]
-        report = {"model": args.model, "img_size": args.img_size, "runs": args.runs, "rounds": args.rounds, "threads": 2,
-                  "machine": machine_description(), "platform": platform.platform(), "stages": shapes,
-                  "rows": rows, "per_inference": per_inference(rows)}
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    from parity_table import rewrite_readme_section
+        return {"model": args.model, "img_size": args.img_size, "runs": args.runs, "rounds": args.rounds, "threads": 2,
+                "machine": machine_description(), "platform": platform.platform(), "stages": shapes,
+                "rows": rows, "per_inference": per_inference(rows)}
 
-    rewrite_readme_section(README_BEGIN, README_END, markdown(report))
-    print(markdown(report))
+    from parity_table import publish_report
+
+    publish_report(Path(args.json), README_BEGIN, README_END, markdown, None if args.print else report)
 
 
 if __name__ == "__main__":

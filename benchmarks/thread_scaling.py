@@ -16,7 +16,6 @@ and the README table between its markers (`--print`: only that; about 3 min with
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -140,18 +139,16 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "thread_scaling.json"))
     parser.add_argument("--print", action="store_true", help="only render the JSON into the README")
     args = parser.parse_args()
-    if args.print:
-        report = json.loads(Path(args.json).read_text())
-    else:
-        whole, rows = measure_all(Path(args.artifacts), args.reps, args.runs)
-        report = {"model": MODEL, "img_size": 224, "reps": args.reps, "runs": args.runs,
-                  "machine": measure.machine_description(), "platform": platform.platform(),
-                  "whole": whole, "kernels": rows}
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    from parity_table import rewrite_readme_section
 
-    rewrite_readme_section(README_BEGIN, README_END, markdown(report))
-    print(markdown(report))
+    def report() -> dict:
+        whole, rows = measure_all(Path(args.artifacts), args.reps, args.runs)
+        return {"model": MODEL, "img_size": 224, "reps": args.reps, "runs": args.runs,
+                "machine": measure.machine_description(), "platform": platform.platform(),
+                "whole": whole, "kernels": rows}
+
+    from parity_table import publish_report
+
+    publish_report(Path(args.json), README_BEGIN, README_END, markdown, None if args.print else report)
 
 
 if __name__ == "__main__":
