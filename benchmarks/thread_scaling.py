@@ -7,7 +7,8 @@ kind that speeds up on one and not on the other points at the graph around it, a
 down on 2 threads on both points at XNNPACK. ExecuTorch's pybindings hold one XNNPACK thread pool
 per process, so the 1- and 2-thread timings alternate in phases, `--reps` of each; every figure is
 the least over the phases (a slow phase of the shared host only adds). The profiler's whole call
-less its kernels is what the runtime spends around them. Writes benchmarks/results/thread_scaling.json
+less its kernels is what the runtime spends around them, and over the number of kernels it ran,
+what it spends around each. Writes benchmarks/results/thread_scaling.json
 and the README table between its markers (`--print`: only that; about 3 min with kept artifacts).
 
     .venv/bin/python benchmarks/thread_scaling.py [--reps 5] [--runs 60] [--artifacts benchmarks/.artifacts] [--print]
@@ -65,7 +66,8 @@ def measure_all(folder: Path, reps: int, runs: int) -> tuple[list[dict], list[di
         kernels = sum(op.ms for op in best.ops)
         whole.append({"backend": key[0], "precision": key[1], "threads": key[2],
                       "latency_ms": round(min(latency[key]), 3), "profiled_call_ms": best.total_ms,
-                      "kernels_ms": round(kernels, 3), "outside_kernels_ms": round(best.total_ms - kernels, 3)})
+                      "kernels_ms": round(kernels, 3), "outside_kernels_ms": round(best.total_ms - kernels, 3),
+                      "kernel_calls": sum(op.calls for op in best.ops)})
     kinds: dict[tuple, dict[int, float]] = {}
     calls: dict[tuple, int] = {}
     for (target, precision, threads), phases in profiles.items():
@@ -89,7 +91,9 @@ def summary(report: dict) -> list[str]:
     lines = []
     for backend, name in (("executorch", "ExecuTorch"), ("tflite", "LiteRT")):
         around = ", ".join(f"{w[(backend, p, n)]['outside_kernels_ms']:.2f}" for p in PRECISIONS for n in THREADS)
-        lines.append(f"- {name}: around its kernels {around} ms per call (fp32 on 1, 2 threads; int8 on 1, 2); "
+        per_kernel = [1000 * r["outside_kernels_ms"] / r["kernel_calls"] for r in w.values() if r["backend"] == backend]
+        lines.append(f"- {name}: around its kernels {around} ms per call (fp32 on 1, 2 threads; int8 on 1, 2), "
+                     f"{min(per_kernel):.2f}-{max(per_kernel):.2f} µs per kernel; "
                      f"int8 over fp32 on 2 threads: whole call "
                      f"{w[(backend, 'fp32', 2)]['latency_ms'] / w[(backend, 'int8', 2)]['latency_ms']:.2f}x, "
                      f"kernels alone {w[(backend, 'fp32', 2)]['kernels_ms'] / w[(backend, 'int8', 2)]['kernels_ms']:.2f}x.")
@@ -115,11 +119,13 @@ def markdown(report: dict) -> str:
              "(`benchmarks/thread_scaling.py`). Latency: the settled round-robin's median; under the profiler: the "
              "whole call (ExecuTorch's `Method::execute`, LiteRT's invoke), the sum of its kernels, and the rest, "
              "which the runtime spends around them:", "",
-             "| backend | precision | threads | latency ms | profiled call ms | kernels ms | outside kernels ms |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| backend | precision | threads | latency ms | profiled call ms | kernels ms | outside kernels ms "
+             "| kernels per call | outside per kernel µs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for w in report["whole"]:
         lines.append(f"| {w['backend']} | {w['precision']} | {w['threads']} | {w['latency_ms']:.2f} | "
-                     f"{w['profiled_call_ms']:.2f} | {w['kernels_ms']:.2f} | {w['outside_kernels_ms']:.2f} |")
+                     f"{w['profiled_call_ms']:.2f} | {w['kernels_ms']:.2f} | {w['outside_kernels_ms']:.2f} | "
+                     f"{w['kernel_calls']} | {1000 * w['outside_kernels_ms'] / w['kernel_calls']:.2f} |")
     lines += ["", *summary(report), "", f"Per kernel kind (those of at least {SHOWN_MS} ms on 1 thread):", "",
               "| backend | precision | kernel | calls | 1 thread ms | 2 threads ms | speedup |",
               "|---|---|---|---:|---:|---:|---:|"]

@@ -74,6 +74,12 @@ def execute(method: Any, inputs: list) -> Any:
         return method.execute(inputs)
 
 
+def quantize_ops(program: Any) -> set:
+    """The PT2E quantize / dequantize ops a program calls (none in fp32)."""
+    return {node.target for node in program.graph.nodes if node.op == "call_function"
+            and getattr(node.target, "namespace", None) in ("quantized_decomposed", "torchao")}
+
+
 def parse_executor_runner(text: str) -> tuple[int, float]:
     """ExecuTorch `executor_runner` output -> (executions, mean ms per execution)."""
     match = _EXECUTED.search(text)
@@ -133,12 +139,12 @@ class ExecuTorchConverter(Converter):
         with request.stage("export"):
             for entry, example in zip(entries, request.examples()):
                 program = torch.export.export(model, (example,))
-                if request.precision is Precision.FP32:
-                    # Fold ops on weights (CycleFC's flatten of its conv-shaped weight) into constants:
-                    # XNNPACK takes an fp32 Linear only with a constant weight. Not for int8, where it
-                    # would fold the weights' dequantize and store them as float.
-                    with torch.no_grad():  # folded weights are constants, not parameters needing grad
-                        program = constant_prop_pass(program)
+                # Fold ops on constants into constants: CycleFC's flatten of its conv-shaped weight
+                # (XNNPACK takes an fp32 Linear only with a constant weight), the XNNPACK GroupNorm's
+                # averaging kernel and reshaped affine. Never a quantize / dequantize: folding the
+                # weights' dequantize would store them as float.
+                with torch.no_grad():  # folded weights are constants, not parameters needing grad
+                    program = constant_prop_pass(program, custom_skip_targets=quantize_ops(program))
                 programs[entry] = program
         with request.stage("lower"), lean_lowering():
             edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
