@@ -200,6 +200,7 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         for result, entry in zip(results, entries.values()):
             if entry.artifact is not None and entry.manifest is not None:
                 progress(f"profiling {entry.artifact.name} ({job.runs} runs)")
+                measure.settle()  # the backend timed or profiled before may still spin its pool
                 converter = get_converter(entry.manifest.target.name)
                 x = _input(entry.manifest)
                 result.profile = asdict(converter.profile(entry.artifact, x, job.threads, job.runs))
