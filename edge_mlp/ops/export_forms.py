@@ -76,18 +76,18 @@ class GroupNorm1(nn.GroupNorm):
         form = norm_form()
         if form is NormForm.STOCK or self.num_groups != 1 or x.ndim != 4:
             return super().forward(x)
-        b, c, h, w = x.shape
+        c = x.shape[1]
         if form is NormForm.XNNPACK:
             # Mean over (C, H, W) in two steps, the second over the tiny (B, C, 1, 1): ExecuTorch's
             # XNNPACK averages only the two innermost axes of an NCHW tensor, and reduced to a single
             # value on one thread (11 of 37 ms of as_mlp_mobile fp32 at 224). The second step is a
             # 1x1 conv, one XNNPACK kernel that runs channels-last like the first mean; averaging
             # by reshape and mean took 4 kernels (transpose, reshape, transpose, mean), and adding
-            # eps one more. ExecuTorch's runtime spends about 0.7 us around every XNNPACK kernel,
-            # and as_mlp_mobile at 224 has 490 of its 1,209 int8 kernels (464 of 1,076 fp32) fewer.
-
-            # c can differ from num_channels: a fused PatchMerging normalizes its input instead.
-            # The kernel and eps become constants of the program (the converter folds them).
+            # eps one more. ExecuTorch's runtime spends time around every XNNPACK kernel it runs
+            # (benchmarks/thread_scaling.py); as_mlp_mobile at 224 has 490 of its 1,209 int8
+            # kernels (464 of 1,076 fp32) fewer. c can differ from num_channels (a fused
+            # PatchMerging normalizes its input); kernel and eps become constants of the program
+            # (the converter folds them).
             kernel = torch.full((1, c, 1, 1), 1.0 / c, dtype=x.dtype)
             eps = torch.full((1,), self.eps, dtype=x.dtype)
 
