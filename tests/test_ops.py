@@ -191,6 +191,16 @@ class _SpaceToDepth(torch.nn.Module):
         return space_to_depth(x, self.merge.space_to_depth_kernel)
 
 
+def calls_on_input(program: torch.export.ExportedProgram) -> list[torch.fx.Node]:
+    """The op calls the user input flows through, in graph order (not those on weights alone)."""
+    user_input = program.graph_signature.user_inputs[0]
+    on_data: set = set()
+    for node in program.graph.nodes:
+        if node.name == user_input or any(a in on_data for a in node.all_input_nodes):
+            on_data.add(node)
+    return [n for n in program.graph.nodes if n in on_data and n.op == "call_function"]
+
+
 @pytest.mark.parametrize("form", [NormForm.XNNPACK, NormForm.CHANNELS_LAST])
 def test_a_folded_patch_merging_exports_as_one_strided_conv(form: NormForm) -> None:
     """In the delegate forms a folded PatchMerging normalizes its input and runs one 2x2 stride-2
@@ -212,14 +222,10 @@ def test_a_folded_patch_merging_exports_as_one_strided_conv(form: NormForm) -> N
     exported = program.module()(x)
     assert exported.shape == official.shape == (2, 12, 4, 5)
     assert (exported - official).abs().max() <= 1e-5 * (official.max() - official.min())
-    user_input = program.graph_signature.user_inputs[0]
-    on_data: set = set()  # the nodes the image flows through (the kernel's reshape / permute fold away)
-    for node in program.graph.nodes:
-        if node.name == user_input or any(a in on_data for a in node.all_input_nodes):
-            on_data.add(node)
-    ops = {str(n.target).split(".")[1] for n in on_data if n.op == "call_function"}
+    on_data = calls_on_input(program)  # (the kernel's reshape / permute fold away)
+    ops = {str(n.target).split(".")[1] for n in on_data}
     assert not {"permute", "cat", "slice", "view", "reshape"} & ops, ops
-    convs = [tuple(n.args[1].meta["val"].shape) for n in on_data if n.op == "call_function" and "conv" in str(n.target)]
+    convs = [tuple(n.args[1].meta["val"].shape) for n in on_data if "conv" in str(n.target)]
     averaging = (1, 6, 1, 1)  # the XNNPACK norm's channel means of its statistics
     assert [shape for shape in convs if shape != averaging] == [(12, 6, 2, 2)], convs
 
@@ -266,14 +272,10 @@ def test_the_xnnpack_group_norm_averages_the_channels_with_a_1x1_conv() -> None:
     x = torch.randn(2, 12, 7, 5)
     with using_forms(ExportForms(norms=NormForm.XNNPACK)):
         program = torch.export.export(norm, (x,))
-    user_input = program.graph_signature.user_inputs[0]
-    on_data: list = []  # the nodes the input flows through
-    for node in program.graph.nodes:
-        if node.name == user_input or any(a in on_data for a in node.all_input_nodes):
-            on_data.append(node)
-    ops = [str(n.target).split(".")[1] for n in on_data if n.op == "call_function"]
+    on_data = calls_on_input(program)
+    ops = [str(n.target).split(".")[1] for n in on_data]
     assert sorted(ops) == sorted(["mean", "conv2d", "sub", "mul", "mean", "conv2d", "rsqrt", "mul", "mul", "add"]), ops
-    convs = [n for n in on_data if n.op == "call_function" and "conv" in str(n.target)]
+    convs = [n for n in on_data if "conv" in str(n.target)]
     assert [tuple(n.args[1].meta["val"].shape) for n in convs] == [(1, 12, 1, 1)] * 2
     assert [len(n.args) > 2 and n.args[2] is not None for n in convs] == [False, True]  # eps rides the variance's
     assert torch.allclose(program.module()(x), torch.nn.functional.group_norm(x, 1, norm.weight, norm.bias, 1e-3),
