@@ -74,10 +74,11 @@ def execute(method: Any, inputs: list) -> Any:
         return method.execute(inputs)
 
 
-def quantize_ops(program: Any) -> set:
-    """The PT2E quantize / dequantize ops a program calls (none in fp32)."""
+def dequantize_ops(program: Any) -> set:
+    """The PT2E dequantize ops a program calls (none in fp32)."""
     return {node.target for node in program.graph.nodes if node.op == "call_function"
-            and getattr(node.target, "namespace", None) in ("quantized_decomposed", "torchao")}
+            and getattr(node.target, "namespace", None) in ("quantized_decomposed", "torchao")
+            and "dequantize" in node.target.name()}
 
 
 def parse_executor_runner(text: str) -> tuple[int, float]:
@@ -141,10 +142,11 @@ class ExecuTorchConverter(Converter):
                 program = torch.export.export(model, (example,))
                 # Fold ops on constants into constants: CycleFC's flatten of its conv-shaped weight
                 # (XNNPACK takes an fp32 Linear only with a constant weight), the XNNPACK GroupNorm's
-                # averaging kernel and reshaped affine. Never a quantize / dequantize: folding the
-                # weights' dequantize would store them as float.
+                # averaging kernel (in int8 its quantize too, giving an int8 weight; XNNPACK's conv
+                # takes no weight computed at run time) and reshaped affine. Never a dequantize:
+                # folding the weights' dequantize would store them as float.
                 with torch.no_grad():  # folded weights are constants, not parameters needing grad
-                    program = constant_prop_pass(program, custom_skip_targets=quantize_ops(program))
+                    program = constant_prop_pass(program, custom_skip_targets=dequantize_ops(program))
                 programs[entry] = program
         with request.stage("lower"), lean_lowering():
             edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])

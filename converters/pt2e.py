@@ -28,8 +28,8 @@ def xnnpack_recipe(float_modules: Sequence[str] = ()) -> tuple[Any, Callable, st
     )
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    rewrite = chain(mark_float(float_modules) if float_modules else None, float_norms,
-                    slices_share_qparams(quantizer), shift_convs_share_qparams(quantizer))
+    rewrite = chain(mark_float(float_modules) if float_modules else None, group_norm_ends_int8(quantizer),
+                    float_norms, slices_share_qparams(quantizer), shift_convs_share_qparams(quantizer))
     return quantizer, rewrite, XNNPACK_NOTE
 
 
@@ -264,12 +264,13 @@ def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule]
     return rewrite
 
 
-_NORMS = ("export_forms.LayerNorm", "export_forms.GroupNorm1")
+_GROUP_NORM = ("export_forms.GroupNorm1",)
+_NORMS = ("export_forms.LayerNorm", *_GROUP_NORM)
 
 
-def _in_norm(node: torch.fx.Node) -> bool:
+def _in_norm(node: torch.fx.Node, norms: tuple[str, ...] = _NORMS) -> bool:
     types = [str(t) for _, t in (node.meta.get("nn_module_stack") or {}).values()]
-    return any(t.endswith(_NORMS) for t in types)
+    return any(t.endswith(norms) for t in types)
 
 
 def tensor_adds_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
@@ -300,8 +301,58 @@ def tensor_adds_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
     return rewrite
 
 
+def group_norm_ends_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
+    """A pre-annotation rewrite: the XNNPACK GroupNorm (edge_mlp.ops.export_forms.GroupNorm1) centres
+    and scales in int8 and keeps only its variance in float.
+
+    Int8: the mean of x and its 1x1 averaging conv (mu), x - mu, (x - mu) * scale and the + beta of
+    an unfolded norm. Float: the variance of x - mu, eps, rsqrt and gamma. float_norms left the
+    whole norm float, with a full-tensor dequantize of x before it and a quantize of its output after;
+    now one full-tensor dequantize (of x - mu, for the variance) remains, and the subtract and
+    multiply run in int8. as_mlp_mobile at 224, ExecuTorch int8, 2 threads: about 5 % faster
+    (300 interleaved rounds), top-1 agreement with PyTorch on the 10k Fashion-MNIST test set
+    99.54 -> 99.45 %. x - mu is observed by min/max instead of a histogram: its tails carry the
+    variance, and the histogram's clipped range gave 99.36 %. A norm in another shape (the stock
+    ops of other targets, a LayerNorm) is left to float_norms.
+    """
+    import dataclasses
+
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    act_in, act_out = quantizer.global_config.input_activation, quantizer.global_config.output_activation
+    weight = quantizer.global_config.weight
+    full_range = dataclasses.replace(act_out, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    aten = torch.ops.aten
+
+    def annotate(node: torch.fx.Node, inputs: dict[torch.fx.Node, Any], output: Any = act_out) -> None:
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map=inputs, output_qspec=output, _annotated=True)
+
+    def rewrite(graph: torch.fx.GraphModule) -> None:
+        for sub in graph.graph.nodes:
+            if sub.op != "call_function" or sub.target != aten.sub.Tensor or not _in_norm(sub, _GROUP_NORM):
+                continue
+            x, mu = sub.args[:2]
+            mean = mu.args[0] if isinstance(mu, torch.fx.Node) and mu.target == aten.conv2d.default else None
+            scales = [u for u in sub.users if u.target == aten.mul.Tensor and u.args[0] is sub and u.args[1] is not sub]
+            if (mean is None or mean.target != aten.mean.dim or mean.args[0] is not x or len(scales) != 1
+                    or any("quantization_annotation" in n.meta for n in (mean, mu, sub, scales[0]))):
+                continue  # not the XNNPACK form: float_norms keeps it float
+            scaled = scales[0]
+            annotate(mean, {x: act_in})
+            annotate(mu, {mean: act_in, mu.args[1]: weight})
+            annotate(sub, {x: act_in, mu: act_in}, full_range)
+            annotate(scaled, {sub: act_in, scaled.args[1]: act_in})
+            for beta in [u for u in scaled.users if u.target == aten.add.Tensor and _in_norm(u, _GROUP_NORM)]:
+                annotate(beta, {scaled: act_in, beta.args[1]: act_in})
+
+    return rewrite
+
+
 def float_norms(graph: torch.fx.GraphModule) -> None:
-    """A pre-annotation rewrite that keeps the inside of LayerNorm / GroupNorm in float.
+    """A pre-annotation rewrite that keeps the inside of LayerNorm / GroupNorm in float (what
+    group_norm_ends_int8 did not make int8).
 
     In their delegate form (edge_mlp.ops.export_forms) a norm is plain sub/mul/add, which the
     quantizer would otherwise make int8: normalizing in int8 cost the demo Mixer 1.7 points of

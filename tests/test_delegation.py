@@ -32,10 +32,47 @@ def test_executorch_delegates_every_compute_op_in_one_partition(converted, model
 @pytest.mark.parametrize("model", MODELS)
 def test_executorch_int8_folds_constants_but_keeps_its_weights_int8(converted, model: str) -> None:
     """The ExecuTorch converter folds ops on constants in int8 too (the XNNPACK GroupNorm's
-    averaging kernel, reshaped affines), skipping quantize / dequantize: folding a weight's
-    dequantize would store it as float, about as large as the fp32 program."""
+    averaging kernel, reshaped affines), skipping dequantize: folding a weight's dequantize would
+    store it as float, about as large as the fp32 program."""
     fp32, int8 = (converted(model, "executorch", p).artifact.stat().st_size for p in ("fp32", "int8"))
     assert int8 < 0.4 * fp32, (int8, fp32)
+
+
+def test_executorch_int8_group_norm_centres_and_scales_in_int8_with_a_float_variance() -> None:
+    """ExecuTorch's int8 recipe (converters.pt2e.group_norm_ends_int8) on the XNNPACK GroupNorm:
+    x - mu and (x - mu) * scale read int8 and write int8; the variance of x - mu is float (its
+    square is never quantized); and the averaging conv's weight is int8 like any conv's."""
+    from contextlib import nullcontext
+
+    import edge_mlp
+    from edge_mlp import converters
+    from edge_mlp.converters.pt2e import quantize_pt2e
+    from edge_mlp.options import ExportForms, NormForm, using_forms
+
+    aten = torch.ops.aten
+    torch.manual_seed(0)
+    model = edge_mlp.create_model("as_mlp_mobile", img_size=32, num_classes=10, depths=(1, 1, 1, 1)).eval()
+    norms = sum(type(m).__name__ == "GroupNorm1" for m in model.modules())
+    x = torch.randn(3, 3, 32, 32)
+    quantizer, rewrite, _ = converters.get_converter("executorch").pt2e_recipe()
+    with using_forms(ExportForms(norms=NormForm.XNNPACK)):
+        graph = quantize_pt2e(model, x[:1], quantizer, [x[1:2], x[2:]], lambda _: nullcontext(), rewrite=rewrite)
+
+    def int8_in_and_out(node: torch.fx.Node) -> bool:
+        return (all("dequantize" in str(a.target) for a in node.args[:2])
+                and [str(u.target) for u in node.users] == ["quantized_decomposed.quantize_per_tensor.default"])
+
+    subs = [n for n in graph.graph.nodes if n.target == aten.sub.Tensor]
+    assert len(subs) == norms > 0
+    for sub in subs:
+        assert int8_in_and_out(sub)
+        readers = [u for q in sub.users for dq in q.users for u in dq.users]
+        squares = [u for u in readers if u.target == aten.mul.Tensor and u.args[0] is u.args[1]]
+        scaled = [u for u in readers if u.target == aten.mul.Tensor and u.args[0] is not u.args[1]]
+        assert len(squares) == 1 and [u.target for u in squares[0].users] == [aten.mean.dim]
+        assert len(scaled) == 1 and int8_in_and_out(scaled[0])
+        mu = sub.args[1].args[0].args[0]  # dequantize <- quantize <- the averaging conv
+        assert mu.target == aten.conv2d.default and "dequantize_per_channel" in str(mu.args[1].target)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
