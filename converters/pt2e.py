@@ -182,6 +182,14 @@ def mark_float(modules: Sequence[str]) -> Callable[[torch.fx.GraphModule], None]
     return rewrite
 
 
+def _annotate(node: torch.fx.Node, inputs: dict[torch.fx.Node, Any], output: Any) -> None:
+    """Mark a node quantized with these input specs and output spec; PT2E annotators then skip it."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    node.meta["quantization_annotation"] = QuantizationAnnotation(
+        input_qspec_map=inputs, output_qspec=output, _annotated=True)
+
+
 def chain(*rewrites: Callable[[torch.fx.GraphModule], None] | None) -> Callable[[torch.fx.GraphModule], None]:
     def rewrite(graph: torch.fx.GraphModule) -> None:
         for r in rewrites:
@@ -201,7 +209,7 @@ def slices_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
     op with its own input observer (CycleMLP's softmax-gate branches) would otherwise get different
     params and fall out of the delegate.
     """
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
 
     act_qspec = quantizer.global_config.input_activation
 
@@ -210,11 +218,7 @@ def slices_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
             if node.op != "call_function" or node.target not in _SLICES or "quantization_annotation" in node.meta:
                 continue
             producer = node.args[0]
-            node.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map={producer: act_qspec},
-                output_qspec=SharedQuantizationSpec((producer, node)),
-                _annotated=True,
-            )
+            _annotate(node, {producer: act_qspec}, SharedQuantizationSpec((producer, node)))
 
     return rewrite
 
@@ -243,7 +247,7 @@ def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule]
     sharing the input's int8 params the requantization returns each input code unchanged, as
     slicing does; an output observer of its own would re-round every value.
     """
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
 
     act_qspec = quantizer.global_config.input_activation
     weight_qspec = quantizer.global_config.weight
@@ -255,11 +259,7 @@ def shift_convs_share_qparams(quantizer: Any) -> Callable[[torch.fx.GraphModule]
             producer, weight = node.args[0], node.args[1]
             if not _one_hot_kernel(weight):
                 continue
-            node.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map={producer: act_qspec, weight: weight_qspec},
-                output_qspec=SharedQuantizationSpec((producer, node)),
-                _annotated=True,
-            )
+            _annotate(node, {producer: act_qspec, weight: weight_qspec}, SharedQuantizationSpec((producer, node)))
 
     return rewrite
 
@@ -283,8 +283,6 @@ def tensor_adds_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
     although the GELUs those adds read become int8 too (converters.tflite.float_islands_in_delegate
     runs them in float inside XNNPACK again; README "Latency").
     """
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
     act_in, act_out = quantizer.global_config.input_activation, quantizer.global_config.output_activation
     adds = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
 
@@ -295,8 +293,7 @@ def tensor_adds_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], None]:
                 continue
             a, b = node.args[:2]
             if isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node):
-                node.meta["quantization_annotation"] = QuantizationAnnotation(
-                    input_qspec_map={a: act_in, b: act_in}, output_qspec=act_out, _annotated=True)
+                _annotate(node, {a: act_in, b: act_in}, act_out)
 
     return rewrite
 
@@ -318,16 +315,11 @@ def group_norm_ends_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
     import dataclasses
 
     from torchao.quantization.pt2e.observer import MinMaxObserver
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
     act_in, act_out = quantizer.global_config.input_activation, quantizer.global_config.output_activation
     weight = quantizer.global_config.weight
     full_range = dataclasses.replace(act_out, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
     aten = torch.ops.aten
-
-    def annotate(node: torch.fx.Node, inputs: dict[torch.fx.Node, Any], output: Any = act_out) -> None:
-        node.meta["quantization_annotation"] = QuantizationAnnotation(
-            input_qspec_map=inputs, output_qspec=output, _annotated=True)
 
     def rewrite(graph: torch.fx.GraphModule) -> None:
         for sub in graph.graph.nodes:
@@ -340,12 +332,12 @@ def group_norm_ends_int8(quantizer: Any) -> Callable[[torch.fx.GraphModule], Non
                     or any("quantization_annotation" in n.meta for n in (mean, mu, sub, scales[0]))):
                 continue  # not the XNNPACK form: float_norms keeps it float
             scaled = scales[0]
-            annotate(mean, {x: act_in})
-            annotate(mu, {mean: act_in, mu.args[1]: weight})
-            annotate(sub, {x: act_in, mu: act_in}, full_range)
-            annotate(scaled, {sub: act_in, scaled.args[1]: act_in})
+            _annotate(mean, {x: act_in}, act_out)
+            _annotate(mu, {mean: act_in, mu.args[1]: weight}, act_out)
+            _annotate(sub, {x: act_in, mu: act_in}, full_range)
+            _annotate(scaled, {sub: act_in, scaled.args[1]: act_in}, act_out)
             for beta in [u for u in scaled.users if u.target == aten.add.Tensor and _in_norm(u, _GROUP_NORM)]:
-                annotate(beta, {scaled: act_in, beta.args[1]: act_in})
+                _annotate(beta, {scaled: act_in, beta.args[1]: act_in}, act_out)
 
     return rewrite
 
