@@ -5,8 +5,8 @@ int8, and PyTorch eager fp32 with the conv lowering) once each alone and once al
 two ways:
 
 - `now`: as `edge-mlp bench` times: each call starts once the process's other threads are idle
-  (`edge_mlp.bench.measure.settle`), and ExecuTorch executes with PyTorch's intra-op threads at 1
-  (`converters.executorch.execute`);
+  (`edge_mlp.bench.measure.settle`), and each target's runtime runs with PyTorch's intra-op threads
+  at 1, eager at the bench's thread count, set before the timer starts (`measure.Runner`);
 - `before`: as it timed before both (stop 35): back-to-back calls, ExecuTorch's pybindings called
   directly with PyTorch at the bench's thread count.
 
@@ -63,7 +63,8 @@ def artifact(folder: Path, target: str, precision: str) -> Path:
     return path
 
 
-def calls(folder: Path, threads: int, before: bool) -> list[tuple[tuple, measure.Call]]:
+def calls(folder: Path, threads: int, before: bool) -> list[tuple[tuple, measure.Call, int]]:
+    """(key, call, PyTorch threads the `now` timing sets before the call) per backend."""
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     out = []
     manifest = None
@@ -75,17 +76,20 @@ def calls(folder: Path, threads: int, before: bool) -> list[tuple[tuple, measure
 
                 get_converter(target).load(path, threads=threads)  # resets XNNPACK's pool to `threads`
                 method, inputs = Runtime.get().load_program(str(path)).load_method("forward"), [torch.from_numpy(x)]
-                out.append(((target, precision), lambda m=method, i=inputs: m.execute(i)))
+                out.append(((target, precision), lambda m=method, i=inputs: m.execute(i), threads))
             else:
-                out.append(((target, precision), get_converter(target).load(path, threads=threads).bind(x)))
+                out.append(((target, precision), get_converter(target).load(path, threads=threads).bind(x), 1))
     eager = reference_model(manifest)
-    out.append((("pytorch-eager", "fp32"), measure.eager_call(eager, x, ExportForms(shift=ShiftLowering.CONV))))
+    out.append((("pytorch-eager", "fp32"), measure.eager_call(eager, x, ExportForms(shift=ShiftLowering.CONV)), threads))
     return out
 
 
-def timed(call: measure.Call, settled: bool) -> float:
+def timed(call: measure.Call, settled: bool, pytorch_threads: int, threads: int) -> float:
     if settled:
+        measure.set_torch_threads(pytorch_threads)
         measure.settle()
+    else:
+        measure.set_torch_threads(threads)
     start = time.perf_counter()
     call()
     return (time.perf_counter() - start) * 1000.0
@@ -107,17 +111,18 @@ def measure_all(folder: Path, threads: int, runs: int) -> list[dict]:
     with measure.torch_threads(threads):
         modes = {mode: calls(folder, threads, mode == "before") for mode in ("before", "now")}
         for runners in modes.values():
-            for _, call in runners:
+            for _, call, _ in runners:
                 for _ in range(5):
                     call()
         for _ in range(runs):  # every way of timing in each round: the machine's drift hits all alike
             for mode, runners in modes.items():
                 settled = mode == "now"
-                for key, call in runners:  # interleaved: the backend before is the previous one
-                    samples.setdefault((mode, *key, "interleaved"), []).append(timed(call, settled))
-                for key, call in runners:  # alone: the backend before is itself
+                for key, call, own in runners:  # interleaved: the backend before is the previous one
+                    samples.setdefault((mode, *key, "interleaved"), []).append(timed(call, settled, own, threads))
+                for key, call, own in runners:  # alone: the backend before is itself
+                    measure.set_torch_threads(own if settled else threads)
                     call()
-                    samples.setdefault((mode, *key, "alone"), []).append(timed(call, settled))
+                    samples.setdefault((mode, *key, "alone"), []).append(timed(call, settled, own, threads))
     rows = []
     for (mode, backend, precision, how), ms in samples.items():
         if how == "alone":

@@ -435,3 +435,25 @@ def test_an_executorch_call_leaves_no_pytorch_thread_spinning(tmp_path: Path) ->
             assert _cpu_of_other_threads_ms() < 2.0
         assert torch.get_num_threads() == 2
     assert np.array_equal(program.outputs(x.numpy())[0], (x * 2.0).numpy())
+
+
+def test_interleaved_timing_sets_each_runners_pytorch_threads_outside_its_timer() -> None:
+    """A target's runtime runs with PyTorch on 1 thread and eager on the job's threads. Switching
+    them inside ExecuTorch's call (converters.executorch.execute) cost about 0.3 ms of a 6 ms int8
+    call, time a deployed runner never spends: the loop switches before the timer starts."""
+    import torch
+
+    from edge_mlp.bench.measure import load_runner, time_interleaved, torch_threads
+
+    seen: dict[str, list[int]] = {"runtime": [], "eager": []}
+
+    def recording(name: str):
+        return lambda: lambda: seen[name].append(torch.get_num_threads())
+
+    with torch_threads(3):
+        runners = [load_runner("runtime", recording("runtime"), warmup=1),
+                   load_runner("eager", recording("eager"), warmup=1, pytorch_threads=2)]
+        assert torch.get_num_threads() == 3  # loading restores them too
+        time_interleaved(runners, runs=3)
+        assert torch.get_num_threads() == 3
+    assert seen == {"runtime": [1] * 4, "eager": [2] * 4}

@@ -34,6 +34,11 @@ class Runner:
     key: tuple  # identifies the row: (model, backend, precision, lowering)
     call: Call
     load_rss_mb: float
+    # PyTorch intra-op threads the call runs with: eager's thread count; 1 for a target's runtime,
+    # whose pybindings copy tensors with PyTorch ops (converters.executorch.execute says why 1).
+    # Set before the call's timer starts: switching them costs ExecuTorch about 0.3 ms per call
+    # when done inside it (as_mlp_mobile int8, 2 threads), time a deployed runner never spends.
+    pytorch_threads: int = 1
 
 
 def current_rss_mb() -> float:
@@ -50,11 +55,17 @@ def torch_threads(threads: int) -> Iterator[None]:
     """PyTorch's intra-op threads for the timing, restored afterwards: a benchmark must not leave
     the process changed (conversions after it would compute with other threads, other bits)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_torch_threads(before)
+
+
+def set_torch_threads(threads: int) -> None:
+    """torch.set_num_threads, skipped when unchanged: each change rebuilds PyTorch's thread pool."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def eager_call(model: nn.Module, x: np.ndarray, forms: ExportForms) -> Call:
@@ -69,13 +80,14 @@ def eager_call(model: nn.Module, x: np.ndarray, forms: ExportForms) -> Call:
     return call
 
 
-def load_runner(key: tuple, make: Callable[[], Call], warmup: int) -> Runner:
+def load_runner(key: tuple, make: Callable[[], Call], warmup: int, pytorch_threads: int = 1) -> Runner:
     """Load and warm up one backend, recording the resident memory that added."""
     before = current_rss_mb()
-    call = make()
-    for _ in range(warmup):
-        call()
-    return Runner(key, call, round(current_rss_mb() - before, 1))
+    with torch_threads(pytorch_threads):
+        call = make()
+        for _ in range(warmup):
+            call()
+    return Runner(key, call, round(current_rss_mb() - before, 1), pytorch_threads)
 
 
 def _runnable_threads() -> int | None:
@@ -121,14 +133,17 @@ def settle(poll_s: float = 0.001, limit_s: float = 0.2) -> float:
 
 
 def time_interleaved(runners: list[Runner], runs: int) -> dict[tuple, Latency]:
-    """`runs` rounds of one call per runner, each call started on a settled process (`settle`)."""
+    """`runs` rounds of one call per runner, each call started on a settled process (`settle`) with
+    its own PyTorch thread count (restored at the end)."""
     samples: dict[tuple, list[float]] = {r.key: [] for r in runners}
-    for _ in range(runs):
-        for r in runners:
-            settle()
-            start = time.perf_counter()
-            r.call()
-            samples[r.key].append((time.perf_counter() - start) * 1000.0)
+    with torch_threads(torch.get_num_threads()):
+        for _ in range(runs):
+            for r in runners:
+                set_torch_threads(r.pytorch_threads)
+                settle()
+                start = time.perf_counter()
+                r.call()
+                samples[r.key].append((time.perf_counter() - start) * 1000.0)
     return {key: Latency.from_samples(ms) for key, ms in samples.items()}
 
 

@@ -54,6 +54,7 @@ class _Entry:
     macs: int
     artifact: Path | None = None
     manifest: Manifest | None = None
+    pytorch_threads: int = 1  # eager: the job's threads (measure.Runner)
 
 
 def check_job(job: BenchJob) -> None:
@@ -104,7 +105,7 @@ def _entries_for_artifact(artifact: Path, manifest: Manifest, macs: int, x: np.n
                   artifact, manifest)
 
 
-def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray) -> list[_Entry]:
+def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray, threads: int) -> list[_Entry]:
     """PyTorch eager fp32 of the artifact's own model config, with every exact shift lowering (the
     fastest is the baseline speedups are measured against) and the artifact's own lowering."""
     used = manifest.shift_lowering.used
@@ -113,7 +114,8 @@ def _eager_entries(manifest: Manifest, macs: int, x: np.ndarray) -> list[_Entry]
     for lowering in dict.fromkeys(lowerings):
         forms = ExportForms() if lowering == NO_SHIFT else ExportForms(shift=ShiftLowering(lowering))
         key = (manifest.model.name, BACKENDS[EAGER], Precision.FP32.value, lowering)
-        entries.append(_Entry(key, lambda forms=forms: measure.eager_call(reference_model(manifest), x, forms), macs))
+        entries.append(_Entry(key, lambda forms=forms: measure.eager_call(reference_model(manifest), x, forms), macs,
+                              pytorch_threads=threads))
     return entries
 
 
@@ -185,13 +187,13 @@ def _measure(job: BenchJob, artifacts: list[tuple[Path, Manifest]], progress: Ca
         x = _input(manifest)
         entry = _entries_for_artifact(artifact, manifest, macs, x, job.threads)
         entries[entry.key] = entry
-        for eager in _eager_entries(manifest, macs, x):
+        for eager in _eager_entries(manifest, macs, x, job.threads):
             entries.setdefault(eager.key, eager)
     with measure.torch_threads(job.threads):
         progress(f"measuring the fp32 GEMM peak on {job.threads} thread(s)")
         peak = measure.gemm_peak_gflops()
         progress(f"loading and warming up {len(entries)} backend/precision/lowering combinations")
-        runners = [measure.load_runner(e.key, e.make, job.warmup) for e in entries.values()]
+        runners = [measure.load_runner(e.key, e.make, job.warmup, e.pytorch_threads) for e in entries.values()]
         progress(f"timing {job.runs} interleaved rounds")
         latencies = measure.time_interleaved(runners, job.runs)
         peak_after = measure.gemm_peak_gflops()
