@@ -63,7 +63,8 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def set_torch_threads(threads: int) -> None:
-    """torch.set_num_threads, skipped when unchanged: each change rebuilds PyTorch's thread pool."""
+    """torch.set_num_threads, skipped when the count is already `threads` (the call inside
+    converters.executorch.execute then costs nothing)."""
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
