@@ -64,7 +64,8 @@ def artifact(folder: Path, target: str, precision: str) -> Path:
 
 
 def calls(folder: Path, threads: int, before: bool) -> list[tuple[tuple, measure.Call, int]]:
-    """(key, call, PyTorch threads the `now` timing sets before the call) per backend."""
+    """(key, call, PyTorch threads set before the call) per backend: `before` ran everything at the
+    bench's thread count, `now` runs a target's runtime at 1 and eager at the bench's count."""
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     out = []
     manifest = None
@@ -78,18 +79,17 @@ def calls(folder: Path, threads: int, before: bool) -> list[tuple[tuple, measure
                 method, inputs = Runtime.get().load_program(str(path)).load_method("forward"), [torch.from_numpy(x)]
                 out.append(((target, precision), lambda m=method, i=inputs: m.execute(i), threads))
             else:
-                out.append(((target, precision), get_converter(target).load(path, threads=threads).bind(x), 1))
+                out.append(((target, precision), get_converter(target).load(path, threads=threads).bind(x),
+                            threads if before else 1))
     eager = reference_model(manifest)
     out.append((("pytorch-eager", "fp32"), measure.eager_call(eager, x, ExportForms(shift=ShiftLowering.CONV)), threads))
     return out
 
 
-def timed(call: measure.Call, settled: bool, pytorch_threads: int, threads: int) -> float:
+def timed(call: measure.Call, settled: bool, pytorch_threads: int) -> float:
+    measure.set_torch_threads(pytorch_threads)
     if settled:
-        measure.set_torch_threads(pytorch_threads)
         measure.settle()
-    else:
-        measure.set_torch_threads(threads)
     start = time.perf_counter()
     call()
     return (time.perf_counter() - start) * 1000.0
@@ -118,11 +118,11 @@ def measure_all(folder: Path, threads: int, runs: int) -> list[dict]:
             for mode, runners in modes.items():
                 settled = mode == "now"
                 for key, call, own in runners:  # interleaved: the backend before is the previous one
-                    samples.setdefault((mode, *key, "interleaved"), []).append(timed(call, settled, own, threads))
+                    samples.setdefault((mode, *key, "interleaved"), []).append(timed(call, settled, own))
                 for key, call, own in runners:  # alone: the backend before is itself
-                    measure.set_torch_threads(own if settled else threads)
+                    measure.set_torch_threads(own)
                     call()
-                    samples.setdefault((mode, *key, "alone"), []).append(timed(call, settled, own, threads))
+                    samples.setdefault((mode, *key, "alone"), []).append(timed(call, settled, own))
     rows = []
     for (mode, backend, precision, how), ms in samples.items():
         if how == "alone":

@@ -51,9 +51,8 @@ def measure_all(folder: Path, reps: int, runs: int) -> tuple[list[dict], list[di
         for threads in THREADS:
             runners = [measure.load_runner(key, lambda key=key: get_converter(key[0]).load(paths[key], threads=threads)
                                            .bind(x), warmup=10) for key in paths]
-            with measure.torch_threads(threads):
-                for key, lat in measure.time_interleaved(runners, runs).items():
-                    latency.setdefault((*key, threads), []).append(lat.median_ms)
+            for key, lat in measure.time_interleaved(runners, runs).items():  # PyTorch on 1 thread (Runner)
+                latency.setdefault((*key, threads), []).append(lat.median_ms)
             del runners
             for (target, precision), path in paths.items():
                 measure.settle()  # the backend profiled before may still spin its pool
