@@ -294,6 +294,7 @@ def _parity_arm64(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchJob, run_bench, validate
+    from .bench.isa import report_note
     from .bench.output import (
         OUTPUT_SUFFIXES, markdown_table, plot, profile_markdown, shift_markdown, write_csv, write_json,
     )
@@ -331,6 +332,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     machine = data["machine"]
     console.print(f"{machine['description']}, {machine['threads']} threads; fp32 GEMM peak "
                   f"{machine.get('gemm_peak_gflops')} GFLOP/s", highlight=False, soft_wrap=True)
+    note = report_note(data) if args.device == "host" else None
+    if note:
+        console.print(note, highlight=False, soft_wrap=True)
     for path, writer in ((args.json, write_json), (args.csv, write_csv), (args.plot, plot)):
         if path:
             writer(data, path)

@@ -168,8 +168,8 @@ INT8_CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-5
                      "amx_int8": "AMX-INT8", "asimddp": "dot product", "i8mm": "I8MM", "sme": "SME"}
 
 
-def machine_description(cpuinfo: str | None = None) -> str:
-    """CPU model, logical CPUs and the int8-relevant features present (`INT8_CPU_FEATURES`)."""
+def cpu_fields(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first CPU's /proc/cpuinfo fields (x86: "flags", arm64: "Features"); empty where unreadable."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:
@@ -177,10 +177,22 @@ def machine_description(cpuinfo: str | None = None) -> str:
         except OSError:
             cpuinfo = ""
     fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():  # the first CPU's lines (x86: "flags", arm64: "Features")
+    for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_flags(fields: dict[str, str] | None = None) -> set[str]:
+    """The CPU's feature flags, from `cpu_fields` (read here when not given)."""
+    fields = cpu_fields() if fields is None else fields
+    return set((fields.get("flags") or fields.get("Features") or "").split())
+
+
+def machine_description(cpuinfo: str | None = None) -> str:
+    """CPU model, logical CPUs and the int8-relevant features present (`INT8_CPU_FEATURES`)."""
+    fields = cpu_fields(cpuinfo)
     cpu = fields.get("model name") or platform.processor() or platform.machine()
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    flags = cpu_flags(fields)
     features = [name for flag, name in INT8_CPU_FEATURES.items() if flag in flags]
     return f"{cpu}, {os.cpu_count()} logical CPUs" + (f" ({', '.join(features)})" if features else "")
