@@ -55,10 +55,10 @@ def runtime_has_amx_int8(distribution: str) -> bool | None:
     return False
 
 
-def amx_note(runtimes: Mapping[str, bool | None], flags: Iterable[str] | None = None) -> str | None:
+def amx_note(runtimes: Mapping[str, bool | None], flags: Iterable[str]) -> str | None:
     """One line for a bench report whose int8 runtimes (backend -> `runtime_has_amx_int8`) differ
-    in AMX kernels on a CPU that has AMX-INT8; None otherwise."""
-    if "amx_int8" not in (cpu_flags() if flags is None else set(flags)):
+    in AMX kernels on a CPU whose flags (`measure.cpu_flags`) include AMX-INT8; None otherwise."""
+    if "amx_int8" not in flags:
         return None
     with_amx = sorted(b for b, amx in runtimes.items() if amx)
     without = sorted(b for b, amx in runtimes.items() if amx is False)
