@@ -83,11 +83,9 @@ def measure_all(ops: list[int], shapes: list[tuple[int, ...]], reps: int, runs: 
     with tempfile.TemporaryDirectory(prefix="edge-mlp-overhead-") as tmp:
         paths = {}
         for i, shape in enumerate(shapes):
-            for target in TARGETS:
-                for n in ops:
-                    folder = Path(tmp) / str(i)
-                    folder.mkdir(exist_ok=True)
-                    paths[(target, shape, n)] = export(target, n, folder, shape)
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            paths.update({(target, shape, n): export(target, n, folder, shape) for target in TARGETS for n in ops})
         least: dict[tuple, float] = {}
         for _ in range(reps):
             for threads in THREADS:
