@@ -122,21 +122,20 @@ def markdown(report: dict) -> str:
                                 if r["kernels_profiled"] != r["ops"]) + "."), "",
              "| tensor | backend | threads | " + " | ".join(f"N = {n} ms" for n in ops) + " | per kernel µs | fixed µs |",
              "|---|---|---:|" + "---:|" * len(ops) + "---:|---:|"]
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in report["rows"]))
+    name = {shape: "x".join(map(str, shape)) for shape in shapes}
     for r in report["rows"]:
-        lines.append(f"| {'x'.join(map(str, r['shape']))} | {TARGETS[r['backend']]} | {r['threads']} | "
+        lines.append(f"| {name[tuple(r['shape'])]} | {TARGETS[r['backend']]} | {r['threads']} | "
                      + " | ".join(f"{v:.3f}" for v in r["latency_ms"]) + f" | {r['per_kernel_us']:.2f} | {r['fixed_us']:.0f} |")
     by = {(tuple(r["shape"]), r["backend"], r["threads"]): r["per_kernel_us"] for r in report["rows"]}
-    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in report["rows"]))
     tiny, large = shapes[0], shapes[-1]
 
     def gap(shape: tuple, threads: int) -> float:
         return by[(shape, "executorch", threads)] - by[(shape, "tflite", threads)]
 
-    name = {shape: "x".join(map(str, shape)) for shape in shapes}
     lines += ["", f"- {name[tiny]}, where no kernel wakes a thread: ExecuTorch costs {gap(tiny, 1):+.2f} / "
-              f"{gap(tiny, 2):+.2f} µs per kernel against LiteRT on 1 / 2 threads. Its XNNPACK backend reshapes and "
-              "sets up the whole XNNPACK runtime on every call (`XNNExecutor::prepare_args`, `forward`); LiteRT's "
-              "delegate does so when an input shape changes.",
+              f"{gap(tiny, 2):+.2f} µs per kernel against LiteRT on 1 / 2 threads: the per-call reshape and setup of its XNNPACK "
+              "runtime (`XNNExecutor::prepare_args`, `forward`), which the `perf` sample above also finds small.",
               f"- {name[large]}, which XNNPACK splits over the threads: {gap(large, 1):+.2f} µs per kernel on 1 "
               f"thread, {gap(large, 2):+.2f} µs on 2. The extra is what splitting a kernel costs ExecuTorch (its "
               "thread pool and XNNPACK builds are not LiteRT's), not the kernel's work."]

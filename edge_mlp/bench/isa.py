@@ -22,7 +22,7 @@ from .measure import cpu_flags
 # with W = 0 and L = 0 (the tile registers and the signedness in between), opcode 5E, and a ModRM
 # byte naming two tile registers (mod 11). Four given bytes occur by chance about once in 4 GB.
 _TILE_CONFIG = re.compile(rb"\xc4\xe2\x78\x49")
-_TILE_DOT = re.compile(rb"\xc4\xe2[\x00-\xff]\x5e[\xc0-\xff]", re.DOTALL)
+_TILE_DOT = re.compile(rb"\xc4\xe2[\x00-\xff]\x5e[\xc0-\xff]")  # a class matches any byte, newline too
 _W_OR_L = 0x84
 _LIBRARY_SUFFIXES = (".so", ".dylib", ".dll", ".pyd")
 
